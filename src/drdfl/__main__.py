@@ -1,0 +1,3 @@
+from drdfl.cli import main
+
+main()

@@ -1,0 +1,67 @@
+"""The ``drdfl`` command line: parses arguments, calls the library, prints.
+
+Sub-commands live in one module each (``cli/data.py`` …) and are mounted here. Errors that
+drdfl raises on bad input (:class:`drdfl.errors.DrdflError`) become one line on stderr and
+exit status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from drdfl.errors import DrdflError
+
+app = typer.Typer(
+    name="drdfl",
+    help="Distributionally robust decision-focused learning for LLM-serving capacity.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    _state["debug"] = debug
+
+
+def _mount() -> None:
+    from drdfl.cli import data
+
+    app.add_typer(data.app, name="data", help="Read, bin, describe and synthesise workload data.")
+
+
+_mount()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``drdfl`` script."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        app(args=argv, standalone_mode=False)
+    except DrdflError as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if debug:
+            raise
+        typer.echo(f"error: {type(exc).__name__}: {exc} (--debug shows the traceback)", err=True)
+        sys.exit(1)

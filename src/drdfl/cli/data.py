@@ -1,0 +1,7 @@
+"""``drdfl data …``: the workload data commands."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)

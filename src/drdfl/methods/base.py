@@ -1,0 +1,55 @@
+"""The ``Method`` contract: every training method turns training data into a forecaster.
+
+Methods differ only in the distribution they train against (real windows, augmented
+windows, adversarial windows, diffusion samples) and in how per-sample losses are
+aggregated; everything else (task, forecaster, optimiser settings) is shared.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from torch import nn
+
+from drdfl.data.windows import Scaler, Windows
+from drdfl.tasks.base import DecisionTask
+
+
+@dataclass
+class TrainingData:
+    """What a method may train on.
+
+    ``train``/``val`` are windows in normalized units; ``series`` is the normalized training
+    series itself (for generative models and augmentations that act on the series);
+    ``scaler`` maps normalized units back to the task's real units.
+    """
+
+    train: Windows
+    val: Windows | None
+    scaler: Scaler
+    series: np.ndarray
+    interval_s: float = 5.0
+
+
+@dataclass
+class FitResult:
+    """A fitted forecaster plus the record of how it was fitted."""
+
+    forecaster: nn.Module
+    history: list[dict[str, float]] = field(default_factory=list)
+    wall_time_s: float = 0.0
+    #: method-specific artifacts, e.g. ``{"worst_case": np.ndarray [n, L]}``
+    artifacts: dict[str, Any] = field(default_factory=dict)
+
+
+class Method(ABC):
+    """A training method; hyperparameters go to the constructor, data to :meth:`fit`."""
+
+    name: ClassVar[str] = "method"
+
+    @abstractmethod
+    def fit(self, data: TrainingData, task: DecisionTask, forecaster: nn.Module) -> FitResult:
+        """Train ``forecaster`` (in place) and return it with its training record."""
