@@ -1,0 +1,38 @@
+"""Training methods behind one :class:`~drdfl.methods.base.Method` interface."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drdfl.errors import ConfigError
+from drdfl.methods.base import FitResult, Method, TrainingData
+from drdfl.methods.pto import DFLMethod, MSEMethod
+from drdfl.methods.trainer import TrainedMethod
+
+METHODS: dict[str, type[TrainedMethod]] = {
+    MSEMethod.name: MSEMethod,
+    DFLMethod.name: DFLMethod,
+}
+
+
+def get_method(name: str, **kwargs: Any) -> TrainedMethod:
+    """Instantiate the method registered as ``name`` with constructor ``kwargs``."""
+    try:
+        cls = METHODS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown method {name!r}; valid methods: {', '.join(sorted(METHODS))}"
+        ) from None
+    return cls(**kwargs)
+
+
+__all__ = [
+    "METHODS",
+    "DFLMethod",
+    "FitResult",
+    "MSEMethod",
+    "Method",
+    "TrainedMethod",
+    "TrainingData",
+    "get_method",
+]

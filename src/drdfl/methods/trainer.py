@@ -1,0 +1,207 @@
+"""The training loop every method shares.
+
+A method is a :class:`TrainedMethod` that overrides only what makes it different — the
+windows it trains against each epoch, a per-batch perturbation (adversarial attacks) or the
+aggregation of per-sample losses (DRO duals). Optimiser, scheduler, early stopping on
+validation regret, NaN handling, checkpoints and seeding are the same for all, so that no
+baseline is trained worse than our own method.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from drdfl.config import TrainConfig
+from drdfl.errors import TrainingError
+from drdfl.methods.base import FitResult, Method, TrainingData
+from drdfl.methods.losses import sample_losses
+from drdfl.seeding import torch_generator
+from drdfl.tasks.base import DecisionTask
+
+
+class TrainedMethod(Method):
+    """Gradient training of a forecaster on per-sample losses (PTO/DFL and all robust variants).
+
+    Subclasses override the hooks :meth:`prepare`, :meth:`epoch_windows`,
+    :meth:`perturb`, :meth:`aggregate`, :meth:`extra_parameters` and :meth:`epoch_record`.
+    """
+
+    name = "trained"
+    #: objective used when the config does not force one (``mse`` overrides it)
+    default_objective: str | None = None
+
+    def __init__(
+        self,
+        train: TrainConfig | None = None,
+        checkpoint: str | Path | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.train = train or TrainConfig()
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.progress = progress
+
+    # ------------------------------------------------------------------ hooks
+    def prepare(
+        self,
+        data: TrainingData,
+        task: DecisionTask,
+        forecaster: nn.Module,
+        generator: torch.Generator,
+    ) -> None:
+        """Build whatever the method trains against (augmented copies, generative models)."""
+
+    def epoch_windows(
+        self, epoch: int, forecaster: nn.Module, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalized ``(x [N, w], y [N, h])`` to train on in ``epoch``: the real windows."""
+        return self._x, self._y
+
+    def perturb(
+        self, x: torch.Tensor, y: torch.Tensor, forecaster: nn.Module
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-batch change of the inputs (adversarial attacks); identity by default."""
+        return x, y
+
+    def aggregate(self, losses: torch.Tensor) -> torch.Tensor:
+        """Scalar training objective from per-sample losses ``[B]``: their mean."""
+        return losses.mean()
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        """Parameters optimised jointly with the forecaster (e.g. a DRO dual variable)."""
+        return []
+
+    def epoch_record(self) -> dict[str, float]:
+        """Method-specific numbers to add to the epoch's history row."""
+        return {}
+
+    def artifacts(self) -> dict[str, Any]:
+        """Method-specific outputs kept in the fit result (e.g. worst-case samples)."""
+        return {}
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def objective(self) -> str:
+        return self.default_objective or self.train.objective
+
+    def losses(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss of normalized predictions under this method's objective."""
+        return sample_losses(pred, y, self._task, self._scaler, self.objective)
+
+    def _batches(self, n: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        perm = torch.randperm(n, generator=generator)
+        bs = self.train.batch_size
+        for i in range(0, n, bs):
+            yield perm[i : i + bs]
+
+    @torch.no_grad()
+    def validation_regret(self, forecaster: nn.Module) -> float:
+        """Mean decision regret on (up to ``max_val_windows``) validation windows."""
+        if self._xv is None:
+            return math.nan
+        was_training = forecaster.training
+        forecaster.eval()
+        chunk = 8192
+        total = 0.0
+        for i in range(0, self._xv.shape[0], chunk):
+            pred = forecaster(self._xv[i : i + chunk])
+            y = self._yv[i : i + chunk]
+            total += float(sample_losses(pred, y, self._task, self._scaler, "regret").sum().item())
+        forecaster.train(was_training)
+        return total / self._xv.shape[0]
+
+    def _save_checkpoint(self, forecaster: nn.Module, epoch: int) -> None:
+        if self.checkpoint is None:
+            return
+        from drdfl._io import atomic_open
+
+        with atomic_open(self.checkpoint, "wb") as handle:
+            torch.save({"epoch": epoch, "state_dict": forecaster.state_dict()}, handle)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, data: TrainingData, task: DecisionTask, forecaster: nn.Module) -> FitResult:
+        cfg = self.train
+        device = torch.device(cfg.device)
+        gen = torch_generator(cfg.seed)
+        torch.manual_seed(cfg.seed)  # dropout masks draw from the global generator
+        self._task, self._scaler = task, data.scaler
+        forecaster.to(device)
+        self._x, self._y = data.train.tensors(device)
+        self._xv = self._yv = None
+        if data.val is not None and len(data.val):
+            val = data.val
+            if len(val) > cfg.max_val_windows:
+                keep = torch.linspace(0, len(val) - 1, cfg.max_val_windows).long().numpy()
+                val = val.subset(keep)
+            self._xv, self._yv = val.tensors(device)
+        self.prepare(data, task, forecaster, gen)
+
+        params = list(forecaster.parameters()) + self.extra_parameters()
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched: torch.optim.lr_scheduler.LRScheduler | None = None
+        if cfg.scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+        elif cfg.scheduler == "step":
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+
+        history: list[dict[str, float]] = []
+        best_val, best_state, best_epoch, stale = math.inf, None, -1, 0
+        start = time.perf_counter()
+        bar = tqdm(range(cfg.epochs), desc=self.name, disable=not self.progress, leave=False)
+        for epoch in bar:
+            forecaster.train()
+            x_all, y_all = self.epoch_windows(epoch, forecaster, gen)
+            total, count = 0.0, 0
+            for b, idx in enumerate(self._batches(x_all.shape[0], gen)):
+                xb, yb = self.perturb(x_all[idx], y_all[idx], forecaster)
+                loss = self.aggregate(self.losses(forecaster(xb), yb))
+                if not torch.isfinite(loss):
+                    kept = f"; the last good model (epoch {epoch - 1}) is in {self.checkpoint}"
+                    raise TrainingError(
+                        f"{self.name}: non-finite loss at epoch {epoch}, batch {b}"
+                        + (kept if self.checkpoint is not None and epoch > 0 else "")
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+                total += float(loss.detach()) * idx.numel()
+                count += idx.numel()
+            if sched is not None:
+                sched.step()
+            val = self.validation_regret(forecaster)
+            row = {
+                "epoch": epoch,
+                "train_loss": total / max(count, 1),
+                "val_regret": val,
+                "lr": opt.param_groups[0]["lr"],
+                "time_s": time.perf_counter() - start,
+                **self.epoch_record(),
+            }
+            history.append(row)
+            bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{val:.4g}")
+            self._save_checkpoint(forecaster, epoch)
+            if math.isnan(val):
+                continue
+            if val < best_val - 1e-12:
+                best_val, best_epoch, stale = val, epoch, 0
+                best_state = copy.deepcopy(forecaster.state_dict())
+            else:
+                stale += 1
+                if cfg.patience is not None and stale >= cfg.patience:
+                    break
+        if best_state is not None:
+            forecaster.load_state_dict(best_state)
+        forecaster.eval()
+        arts = self.artifacts()
+        arts["best_epoch"] = best_epoch
+        return FitResult(forecaster, history, time.perf_counter() - start, arts)
