@@ -6,12 +6,16 @@ from typing import Any
 
 from drdfl.errors import ConfigError
 from drdfl.methods.base import FitResult, Method, TrainingData
+from drdfl.methods.dro import Chi2DROMethod, CVaRMethod, KLDROMethod
 from drdfl.methods.pto import DFLMethod, MSEMethod
 from drdfl.methods.trainer import TrainedMethod
 
 METHODS: dict[str, type[TrainedMethod]] = {
     MSEMethod.name: MSEMethod,
     DFLMethod.name: DFLMethod,
+    KLDROMethod.name: KLDROMethod,
+    CVaRMethod.name: CVaRMethod,
+    Chi2DROMethod.name: Chi2DROMethod,
 }
 
 
@@ -28,8 +32,11 @@ def get_method(name: str, **kwargs: Any) -> TrainedMethod:
 
 __all__ = [
     "METHODS",
+    "CVaRMethod",
+    "Chi2DROMethod",
     "DFLMethod",
     "FitResult",
+    "KLDROMethod",
     "MSEMethod",
     "Method",
     "TrainedMethod",
