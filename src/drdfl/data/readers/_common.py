@@ -51,7 +51,7 @@ def sum_token_columns(
         if bad.any():
             i = int(np.argmax(bad))
             shown = raw.iloc[i]
-            what = "missing" if pd.isna(shown) else f"{shown!r}"
+            what = "missing" if pd.isna(shown) else repr(shown) if isinstance(shown, str) else shown
             raise DataError(
                 f"{source}, line {first_line + i}: {column} is {what}; "
                 "expected a non-negative number"
