@@ -1,0 +1,311 @@
+"""Named datasets: where each file lives, its checksum, where to download it, how to read it.
+
+A name resolves to a local file in this order: the data directory (``data_dir`` argument,
+else the ``DRDFL_DATA_DIR`` environment variable), then the user cache (``DRDFL_CACHE_DIR``,
+else ``$XDG_CACHE_HOME/drdfl``, else ``~/.cache/drdfl``), then a download into the cache
+(progress bar, sha256 check, nothing left behind on failure). ``DRDFL_OFFLINE=1`` makes a
+needed download fail at once with a message that says which file to place where.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import http.client
+import os
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final
+
+from tqdm.auto import tqdm
+
+from drdfl._io import atomic_open
+from drdfl.errors import DataError, DatasetNotFoundError
+
+_AZURE_2023_URL: Final = "https://raw.githubusercontent.com/Azure/AzurePublicDataset/master/data"
+# The container name is misspelt in Microsoft's own URL.
+_AZURE_2024_URL: Final = (
+    "https://azurepublicdatasettraces.blob.core.windows.net/azurellminfererencetrace"
+)
+_PAPER_DIR: Final = "paper-3dl"
+_CHUNK_BYTES: Final = 1 << 20
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named trace or series file: ``path`` is relative to the data directory."""
+
+    name: str
+    path: str
+    format: str
+    description: str
+    sha256: str | None = None
+    url: str | None = None
+
+    @property
+    def filename(self) -> str:
+        return Path(self.path).name
+
+
+def _paper(name: str, file: str, sha256: str, what: str) -> Dataset:
+    return Dataset(
+        name,
+        f"{_PAPER_DIR}/{file}",
+        "binned",
+        f"3D-Learning paper file: {what}",
+        sha256,
+    )
+
+
+_ALL: Final = (
+    Dataset(
+        "azure-2023-conv",
+        "azure-llm-2023/AzureLLMInferenceTrace_conv.csv",
+        "azure",
+        "Azure LLM inference 2023, conversation: 19,365 requests over ~1 h",
+        "2f1e5b666d4e3055fdbba98598ce2ec307767b9064e03e2fa46676dbcc7d0bf8",
+        f"{_AZURE_2023_URL}/AzureLLMInferenceTrace_conv.csv",
+    ),
+    Dataset(
+        "azure-2023-code",
+        "azure-llm-2023/AzureLLMInferenceTrace_code.csv",
+        "azure",
+        "Azure LLM inference 2023, coding: 8,818 requests over ~1 h",
+        "54e9a6d2a4bd06ba1e060304b900abbc74cbea53de96506e60fe5bb4f2277fb6",
+        f"{_AZURE_2023_URL}/AzureLLMInferenceTrace_code.csv",
+    ),
+    Dataset(
+        "azure-2024-code-5s",
+        "azure-llm-2024-5s/code_5s.csv",
+        "binned",
+        "Azure LLM inference 2024, coding: context tokens per 5 s, ~3.5 days",
+        "a49afbc45e02657ac781a8ad0ae09686de2db99e0ecbc9cb55816168c3518869",
+    ),
+    Dataset(
+        "azure-2024-conv-5s",
+        "azure-llm-2024-5s/conv_5s.csv",
+        "binned",
+        "Azure LLM inference 2024, conversation: context tokens per 5 s, 3.5 days",
+        "47df5c3b4347609098852ae46690607b241d9234936c229c14c32e37ca39c40d",
+    ),
+    # No checksum is published for the week-long traces and none could be taken here.
+    Dataset(
+        "azure-2024-code-week",
+        "azure-llm-2024/AzureLLMInferenceTrace_code_1week.csv",
+        "azure",
+        "Azure LLM inference 2024, coding: 16.8 M requests, one week (~0.7 GB)",
+        None,
+        f"{_AZURE_2024_URL}/AzureLLMInferenceTrace_code_1week.csv",
+    ),
+    Dataset(
+        "azure-2024-conv-week",
+        "azure-llm-2024/AzureLLMInferenceTrace_conv_1week.csv",
+        "azure",
+        "Azure LLM inference 2024, conversation: 27.3 M requests, one week (~1.1 GB)",
+        None,
+        f"{_AZURE_2024_URL}/AzureLLMInferenceTrace_conv_1week.csv",
+    ),
+    _paper(
+        "paper-2023-conv",
+        "AzureLLMInferenceTrace_2023_Conversation_compressed-5s.csv",
+        "be75aa4257479fa2462524dde4bf42b054b775171630c176e76b998f7cc7008c",
+        "2023 conversation at 5 s (701 bins) tiled 30 times",
+    ),
+    _paper(
+        "paper-2023-code",
+        "AzureLLMInferenceTrace_2023_Coding_compressed-5s.csv",
+        "76edd4ef615d650ea8b3dc519727e077ef5cc1ff9f92dca7d0bc5d9d6d225bae",
+        "233 non-empty 5 s bins of 2023 coding tiled 96 times",
+    ),
+    _paper(
+        "paper-23code-24code",
+        "Combined_AzureLLMInferenceTrace_2023_Coding_2024_Coding_compressed-5s.csv",
+        "c7cc714c22f946a8687c29e4c3dcc26539146e0d5523411b517c8cd26ee9ae42",
+        "2023 coding (tiled) then 2024 coding at 5 s",
+    ),
+    _paper(
+        "paper-23code-24conv",
+        "Combined_AzureLLMInferenceTrace_2023_Coding_2024_Conversation_compressed-5s.csv",
+        "f3201fd80cb5cd9088d015265fe42d3c23082e91e6c9457974dfd48ff786c273",
+        "2023 coding (tiled) then 2024 conversation at 5 s",
+    ),
+    _paper(
+        "paper-24code-24conv",
+        "Combined_AzureLLMInferenceTrace_2024_Coding_2024_Conversation_compressed-5s.csv",
+        "46c3a73377949d499d5a27d266f571f6ee8ed53d6e2d580340d088e4964e7c38",
+        "2024 coding then 2024 conversation at 5 s",
+    ),
+)
+
+DATASETS: Final[Mapping[str, Dataset]] = MappingProxyType({d.name: d for d in _ALL})
+
+
+def get_dataset(name: str) -> Dataset:
+    """The registered dataset called ``name``; an unknown name suggests the closest ones."""
+    if name in DATASETS:
+        return DATASETS[name]
+    close = difflib.get_close_matches(name, list(DATASETS), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else "see `drdfl data list`"
+    raise DatasetNotFoundError(f"unknown dataset {name!r} and no such file; {hint}")
+
+
+def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The data directory: ``explicit`` if given, else ``DRDFL_DATA_DIR``, else none."""
+    if explicit is not None:
+        return Path(explicit)
+    configured = os.environ.get("DRDFL_DATA_DIR")
+    return Path(configured) if configured else None
+
+
+def cache_dir() -> Path:
+    """The user cache: ``DRDFL_CACHE_DIR``, else ``$XDG_CACHE_HOME/drdfl``, else
+    ``~/.cache/drdfl``."""
+    if configured := os.environ.get("DRDFL_CACHE_DIR"):
+        return Path(configured)
+    if xdg := os.environ.get("XDG_CACHE_HOME"):
+        return Path(xdg) / "drdfl"
+    return Path.home() / ".cache" / "drdfl"
+
+
+def find_local(
+    dataset: Dataset, data_directory: str | os.PathLike[str] | None = None
+) -> Path | None:
+    """The dataset's file in the data directory, else in the cache, else None."""
+    roots = [data_dir(data_directory), cache_dir()]
+    for root in roots:
+        if root is not None and (root / dataset.path).is_file():
+            return root / dataset.path
+    return None
+
+
+def resolve(
+    spec: str | os.PathLike[str],
+    data_directory: str | os.PathLike[str] | None = None,
+    download: bool = True,
+) -> tuple[Path, Dataset | None]:
+    """The local file for an explicit path or a dataset name, and the dataset if named.
+
+    An existing path wins; a name is looked up in the data directory, then the cache, and
+    downloaded into the cache when ``download`` is true.
+    """
+    path = Path(spec)
+    if path.exists():
+        return path, None
+    name = str(spec)
+    if name not in DATASETS and (os.sep in name or "/" in name or path.suffix):
+        raise DatasetNotFoundError(f"{path} does not exist")
+    dataset = get_dataset(name)
+    local = find_local(dataset, data_directory)
+    if local is not None:
+        return local, dataset
+    if not download:
+        raise DatasetNotFoundError(_placement_hint(dataset, data_directory, "is not available"))
+    return fetch(dataset, data_directory), dataset
+
+
+def fetch(
+    dataset: Dataset,
+    data_directory: str | os.PathLike[str] | None = None,
+    timeout_s: float = 30.0,
+) -> Path:
+    """Download ``dataset`` into the cache and return its path there.
+
+    Streams to a temporary file, checks the length and the sha256, and only then moves it
+    into place; a failed, truncated or corrupt download leaves no file behind.
+    """
+    if dataset.url is None:
+        raise DatasetNotFoundError(
+            _placement_hint(dataset, data_directory, "is not available and has no download URL")
+        )
+    if os.environ.get("DRDFL_OFFLINE", "") not in ("", "0"):
+        raise DatasetNotFoundError(
+            _placement_hint(dataset, data_directory, "is not available (DRDFL_OFFLINE is set)")
+        )
+    target = cache_dir() / dataset.path
+    try:
+        response = urllib.request.urlopen(dataset.url, timeout=timeout_s)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DatasetNotFoundError(
+            _placement_hint(dataset, data_directory, f"cannot be downloaded ({reason})")
+        ) from exc
+    with response:
+        expected_bytes = _content_length(response)
+        digest = hashlib.sha256()
+        received = 0
+        with (
+            atomic_open(target, "wb") as out,
+            tqdm(
+                total=expected_bytes,
+                unit="B",
+                unit_scale=True,
+                desc=dataset.filename,
+                disable=None,
+            ) as bar,
+        ):
+            try:
+                while chunk := response.read(_CHUNK_BYTES):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+            except (http.client.IncompleteRead, OSError) as exc:
+                raise DataError(
+                    f"download of {dataset.name} from {dataset.url} broke off after "
+                    f"{received:,} bytes ({type(exc).__name__}); nothing was kept, try again"
+                ) from exc
+            if expected_bytes is not None and received != expected_bytes:
+                raise DataError(
+                    f"download of {dataset.name} from {dataset.url} is truncated: "
+                    f"{received:,} of {expected_bytes:,} bytes; nothing was kept, try again"
+                )
+            _check_sha256(dataset, digest.hexdigest())
+    return target
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_sha256(dataset: Dataset, actual: str) -> None:
+    if dataset.sha256 is None:
+        warnings.warn(
+            f"no checksum is recorded for {dataset.name}; the download is not verified",
+            stacklevel=3,
+        )
+    elif actual != dataset.sha256:
+        raise DataError(
+            f"checksum mismatch for {dataset.name} from {dataset.url}: expected sha256 "
+            f"{dataset.sha256}, got {actual}; the download was discarded"
+        )
+
+
+def _content_length(response: http.client.HTTPResponse) -> int | None:
+    value = response.headers.get("Content-Length")
+    return int(value) if value and value.isdigit() else None
+
+
+def _placement_hint(
+    dataset: Dataset, data_directory: str | os.PathLike[str] | None, problem: str
+) -> str:
+    where = data_dir(data_directory)
+    place = (
+        f"{where / dataset.path}"
+        if where is not None
+        else f"<data dir>/{dataset.path} (with --data-dir or DRDFL_DATA_DIR)"
+    )
+    source = f" from {dataset.url}" if dataset.url else ""
+    return (
+        f"dataset {dataset.name} {problem}; place {dataset.filename}{source} at {place} "
+        f"or at {cache_dir() / dataset.path}"
+    )
