@@ -1,0 +1,214 @@
+"""Forecasters: ``torch.nn.Module``s from demand windows ``[B, w]`` to forecasts ``[B, h]``.
+
+Inputs and outputs are in the ``Scaler``'s normalized units. Outputs are non-negative
+because they become capacities: the default head is a sharp softplus,
+``softplus_β(z) = ln(1 + e^{βz}) / β`` with β = 10, which is within 0.07 of ``max(z, 0)``
+everywhere (within 0.005 for ``|z| ≥ 0.3``) but, unlike the ReLU the paper's code applies
+to its outputs, never has a zero gradient — a forecast pushed below zero by decision-loss
+training can still come back. ``output="relu"`` reproduces the paper's choice.
+
+Every forecaster records its constructor arguments (``model.spec``), so that
+``forecaster_from_spec(forecaster_spec(model))`` rebuilds the architecture; weights travel
+separately as a ``state_dict``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from drdfl.errors import ConfigError, ModelError
+
+OUTPUTS = ("softplus", "relu")
+_SOFTPLUS_BETA = 10.0
+
+
+def _output_layer(output: str) -> nn.Module:
+    if output == "softplus":
+        return nn.Softplus(beta=_SOFTPLUS_BETA)
+    if output == "relu":
+        return nn.ReLU()
+    raise ConfigError(f"unknown forecaster output {output!r}; valid outputs: {', '.join(OUTPUTS)}")
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"forecaster {what} must be a positive integer, got {value!r}")
+    return value
+
+
+def _sizes(values: Sequence[int], what: str) -> list[int]:
+    sizes = [_positive_int(v, what) for v in values]
+    if not sizes:
+        raise ConfigError(f"forecaster {what} must list at least one layer size")
+    return sizes
+
+
+def _dropout(p: float) -> float:
+    if not 0.0 <= p < 1.0:
+        raise ConfigError(f"forecaster dropout must be in [0, 1), got {p!r}")
+    return float(p)
+
+
+class Forecaster(nn.Module):
+    """Base: checks input windows and keeps the constructor arguments in ``spec``."""
+
+    name: ClassVar[str] = "forecaster"
+
+    def __init__(self, window: int, horizon: int, output: str, **options: Any) -> None:
+        super().__init__()
+        self.window = _positive_int(window, "window")
+        self.horizon = _positive_int(horizon, "horizon")
+        self.output = _output_layer(output)
+        self.spec: dict[str, Any] = {
+            "name": self.name,
+            "window": self.window,
+            "horizon": self.horizon,
+            "output": output,
+            **options,
+        }
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.dim() != 2 or x.shape[1] != self.window:
+            raise ConfigError(
+                f"{self.name} forecaster expects windows of shape [B, {self.window}], "
+                f"got {list(x.shape)}"
+            )
+
+
+class LSTMForecaster(Forecaster):
+    """The paper's LSTM: two LSTM layers with LayerNorm and dropout, then a GELU MLP head.
+
+    With the defaults: LSTM 1→128, LayerNorm, dropout 0.3, LSTM 128→64, LayerNorm,
+    dropout 0.3; the last time step goes through Linear 64→32, GELU, Linear 32→h.
+    """
+
+    name = "lstm"
+
+    def __init__(
+        self,
+        window: int = 7,
+        horizon: int = 1,
+        hidden: Sequence[int] = (128, 64),
+        head: int = 32,
+        dropout: float = 0.3,
+        output: str = "softplus",
+    ) -> None:
+        sizes = _sizes(hidden, "hidden")
+        super().__init__(
+            window,
+            horizon,
+            output,
+            hidden=sizes,
+            head=_positive_int(head, "head"),
+            dropout=_dropout(dropout),
+        )
+        inputs = [1, *sizes[:-1]]
+        self.lstms = nn.ModuleList(
+            nn.LSTM(n_in, n_out, batch_first=True)
+            for n_in, n_out in zip(inputs, sizes, strict=True)
+        )
+        self.norms = nn.ModuleList(nn.LayerNorm(n) for n in sizes)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Sequential(nn.Linear(sizes[-1], head), nn.GELU(), nn.Linear(head, horizon))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Forecasts ``[B, h]`` for windows ``[B, w]``."""
+        self._check(x)
+        h = x.unsqueeze(-1)
+        for lstm, norm in zip(self.lstms, self.norms, strict=True):
+            h, _ = lstm(h)
+            h = self.dropout(norm(h))
+        return self.output(self.head(h[:, -1]))
+
+
+class MLPForecaster(Forecaster):
+    """A fully connected network on the whole window, GELU activations."""
+
+    name = "mlp"
+
+    def __init__(
+        self,
+        window: int = 7,
+        horizon: int = 1,
+        hidden: Sequence[int] = (64, 64),
+        dropout: float = 0.0,
+        output: str = "softplus",
+    ) -> None:
+        sizes = _sizes(hidden, "hidden")
+        super().__init__(window, horizon, output, hidden=sizes, dropout=_dropout(dropout))
+        layers: list[nn.Module] = []
+        for n_in, n_out in zip([window, *sizes[:-1]], sizes, strict=True):
+            layers += [nn.Linear(n_in, n_out), nn.GELU(), nn.Dropout(dropout)]
+        self.body = nn.Sequential(*layers, nn.Linear(sizes[-1], horizon))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Forecasts ``[B, h]`` for windows ``[B, w]``."""
+        self._check(x)
+        return self.output(self.body(x))
+
+
+class LinearForecaster(Forecaster):
+    """An autoregressive linear model: each forecast slot is an affine map of the window."""
+
+    name = "linear"
+
+    def __init__(self, window: int = 7, horizon: int = 1, output: str = "softplus") -> None:
+        super().__init__(window, horizon, output)
+        self.linear = nn.Linear(window, horizon)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Forecasts ``[B, h]`` for windows ``[B, w]``."""
+        self._check(x)
+        return self.output(self.linear(x))
+
+
+#: registry name → forecaster class
+FORECASTERS: dict[str, type[Forecaster]] = {
+    cls.name: cls for cls in (LSTMForecaster, MLPForecaster, LinearForecaster)
+}
+
+
+def build_forecaster(
+    name: str, window: int = 7, horizon: int = 1, *, seed: int | None = None, **kwargs: Any
+) -> Forecaster:
+    """A new forecaster ``name`` for windows of ``window`` slots and ``horizon`` outputs.
+
+    ``kwargs`` go to the forecaster's constructor (e.g. ``hidden``, ``dropout``). With
+    ``seed``, the initial weights depend on the seed only (the global RNG is left as it was).
+    """
+    if name not in FORECASTERS:
+        raise ConfigError(
+            f"unknown forecaster {name!r}; valid forecasters: {', '.join(FORECASTERS)}"
+        )
+    cls = FORECASTERS[name]
+    try:
+        if seed is None:
+            return cls(window=window, horizon=horizon, **kwargs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return cls(window=window, horizon=horizon, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"bad options for forecaster {name!r}: {exc}") from None
+
+
+def forecaster_spec(model: nn.Module) -> dict[str, Any]:
+    """The JSON-serialisable architecture of ``model`` (name and constructor arguments)."""
+    if not isinstance(model, Forecaster):
+        raise ModelError(f"{type(model).__name__} is not a drdfl forecaster; it has no spec")
+    return copy.deepcopy(model.spec)
+
+
+def forecaster_from_spec(spec: dict[str, Any]) -> Forecaster:
+    """A new (untrained) forecaster with the architecture ``spec`` describes."""
+    if "name" not in spec:
+        raise ModelError("forecaster spec lacks 'name'")
+    options = {k: v for k, v in spec.items() if k != "name"}
+    try:
+        return build_forecaster(spec["name"], **options)
+    except ConfigError as exc:
+        raise ModelError(f"cannot rebuild forecaster from spec: {exc}") from None
