@@ -142,3 +142,21 @@ def test_round_trip_and_bad_configuration() -> None:
         ProvisioningTask(params=ProvisioningParams(0.5, 10.0, 1.0, 5.0, 5.0, 1.0, 0.2))
     with pytest.raises(ConfigError, match="lacks"):
         ProvisioningTask.from_dict({"name": "provisioning", "eta": 0.5})
+
+
+def test_registry_builds_and_rebuilds_provisioning_tasks() -> None:
+    from drdfl.tasks import TASKS, get_task, task_from_dict
+
+    assert "provisioning" in TASKS
+    assert get_task("provisioning").params == PRESETS["paper-code"]
+    for preset in PRESET_NAMES:
+        task = get_task(f"provisioning:{preset}")
+        assert isinstance(task, ProvisioningTask) and task.params == PRESETS[preset]
+        rebuilt = task_from_dict(task.to_dict())
+        assert isinstance(rebuilt, ProvisioningTask) and rebuilt.params == task.params
+    with pytest.raises(ConfigError, match="valid tasks: provisioning"):
+        get_task("scheduling")
+    with pytest.raises(ConfigError, match="valid presets: paper-code, paper-text"):
+        get_task("provisioning:paper-typo")
+    with pytest.raises(ConfigError, match="valid tasks"):
+        task_from_dict({"name": "scheduling"})

@@ -1,0 +1,53 @@
+"""Decision tasks: what a forecast is for, and how a decision made from it is priced.
+
+``get_task("provisioning:paper-text")`` builds a registered task from a ``name[:preset]``
+spec; ``task_from_dict`` rebuilds one saved with a trained model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drdfl.errors import ConfigError
+from drdfl.tasks.base import DecisionTask
+from drdfl.tasks.provisioning import PRESETS, ProvisioningParams, ProvisioningTask
+
+#: registry name → task class; each class takes a preset name as its first argument
+TASKS: dict[str, type[DecisionTask]] = {
+    ProvisioningTask.name: ProvisioningTask,
+}
+
+
+def _task_class(name: str) -> type[DecisionTask]:
+    if name not in TASKS:
+        raise ConfigError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def get_task(spec: str, **options: Any) -> DecisionTask:
+    """The task named by ``spec`` (``name`` or ``name:preset``), e.g. ``provisioning:paper-text``.
+
+    ``options`` go to the task's constructor (e.g. ``horizon=4`` for ``multislot``). Unknown
+    tasks and presets raise :class:`ConfigError` listing the valid ones.
+    """
+    name, _, preset = spec.strip().partition(":")
+    cls = _task_class(name)
+    return cls(preset, **options) if preset else cls(**options)
+
+
+def task_from_dict(d: dict[str, Any]) -> DecisionTask:
+    """Rebuild a task from its ``to_dict()`` output."""
+    if "name" not in d:
+        raise ConfigError("task dict lacks 'name'")
+    return _task_class(str(d["name"])).from_dict(d)  # type: ignore[attr-defined]
+
+
+__all__ = [
+    "PRESETS",
+    "TASKS",
+    "DecisionTask",
+    "ProvisioningParams",
+    "ProvisioningTask",
+    "get_task",
+    "task_from_dict",
+]
