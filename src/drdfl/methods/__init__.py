@@ -9,6 +9,7 @@ from drdfl.methods.base import FitResult, Method, TrainingData
 from drdfl.methods.dro import Chi2DROMethod, CVaRMethod, KLDROMethod
 from drdfl.methods.pto import DFLMethod, MSEMethod
 from drdfl.methods.trainer import TrainedMethod
+from drdfl.methods.wdro import WDROMethod
 
 METHODS: dict[str, type[TrainedMethod]] = {
     MSEMethod.name: MSEMethod,
@@ -16,6 +17,7 @@ METHODS: dict[str, type[TrainedMethod]] = {
     KLDROMethod.name: KLDROMethod,
     CVaRMethod.name: CVaRMethod,
     Chi2DROMethod.name: Chi2DROMethod,
+    WDROMethod.name: WDROMethod,
 }
 
 
@@ -41,5 +43,6 @@ __all__ = [
     "Method",
     "TrainedMethod",
     "TrainingData",
+    "WDROMethod",
     "get_method",
 ]
