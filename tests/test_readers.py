@@ -55,6 +55,17 @@ def test_azure_offsets_are_converted_to_utc(tmp_path):
     assert series.start == pd.Timestamp("2024-05-10 00:00:00", tz="UTC")
 
 
+def test_mixed_naive_and_offset_timestamps_take_naive_as_utc(tmp_path):
+    text = (
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2024-05-10 00:00:01,5,1\n"
+        "2024-05-10 02:00:06+02:00,7,1\n"
+        "2024-05-10 00:00:12.5,9,1\n"
+    )
+    series = azure.read(write(tmp_path, "mixed.csv", text), "5s")
+    np.testing.assert_array_equal(series.values, [5.0, 7.0, 9.0])
+
+
 def test_chunked_reading_equals_one_chunk(tmp_path):
     rng = np.random.default_rng(11)
     n = 600
@@ -183,6 +194,12 @@ def test_unparsable_timestamp_names_file_and_line(tmp_path):
     path = write(tmp_path, "bad.csv", text)
     with pytest.raises(DataError, match=r"bad.csv, line 4: cannot parse TIMESTAMP '2023-11-16 25"):
         azure.read(path, chunksize=2)
+
+
+def test_missing_timestamp_names_the_line(tmp_path):
+    path = write(tmp_path, "gap.csv", AZURE_2023.replace("2023-11-16 18:15:50.0000000", ""))
+    with pytest.raises(DataError, match=r"gap.csv, line 4: cannot parse TIMESTAMP missing"):
+        azure.read(path)
 
 
 def test_non_monotone_timestamps_name_the_line(tmp_path):
