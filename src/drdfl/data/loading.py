@@ -13,7 +13,7 @@ from drdfl.data.series import Series
 def load_series(
     spec: str | Path,
     data_dir: str | Path | None = None,
-    interval: str | float = DEFAULT_INTERVAL,
+    interval: str | float | None = DEFAULT_INTERVAL,
     tokens: str = "context",
     column: str | None = None,
     download: bool = True,
@@ -21,7 +21,8 @@ def load_series(
     """Load a registered dataset (by name) or a file (by path) as a demand series.
 
     Per-request traces are binned at ``interval`` counting ``tokens`` (context, generated
-    or total); binned files are read as they are (``column`` picks one). Names resolve
+    or total); binned files are read as they are (``column`` picks one; ``interval`` None
+    takes the file's own, a different one is an error). Names resolve
     through the data directory, the cache and, if ``download``, a checked download. A
     named dataset's series is named after it, a file's after its stem.
     """

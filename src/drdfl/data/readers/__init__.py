@@ -50,15 +50,17 @@ def detect_format(path: str | Path) -> str:
 def read_series(
     path: str | Path,
     fmt: str | None = None,
-    interval: str | float = DEFAULT_INTERVAL,
+    interval: str | float | None = DEFAULT_INTERVAL,
     tokens: str = "context",
     column: str | None = None,
     name: str | None = None,
 ) -> Series:
-    """Read any supported file as a demand series (per-request traces binned at ``interval``).
+    """Read any supported file as a demand series.
 
-    ``column`` picks a binned file's column (default: the column of ``tokens``, e.g.
-    ``ContextTokens``); per-request traces choose their columns by ``tokens``.
+    A per-request trace is binned at ``interval`` (None: 5 s), counting ``tokens``. For a
+    binned file ``interval`` is the length of its rows, checked against its timestamps
+    where it has them; None takes the file's own (5 s when it does not say). ``column``
+    picks a binned file's column (default: the column of ``tokens``, e.g. ContextTokens).
     """
     path = Path(path)
     if tokens not in TOKENS:
@@ -73,7 +75,9 @@ def read_series(
             f"{path} is a per-request {fmt} trace: choose tokens (context, generated, total) "
             f"instead of a column"
         )
-    return REQUEST_FORMATS[fmt].read(path, interval=interval, tokens=tokens, name=name)
+    return REQUEST_FORMATS[fmt].read(
+        path, interval=interval or DEFAULT_INTERVAL, tokens=tokens, name=name
+    )
 
 
 __all__ = [

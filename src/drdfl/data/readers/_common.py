@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from drdfl.data.binning import TOKENS, Binner, parse_interval
+from drdfl.data.binning import TOKENS, Binner
 from drdfl.data.series import Series
 from drdfl.errors import DataError, DatasetNotFoundError
 
@@ -67,12 +67,6 @@ def series_from_binner(binner: Binner, name: str, tz_aware: bool, meta: dict[str
     start = pd.Timestamp(binner.start_ns, unit="ns", tz="UTC" if tz_aware else None)
     meta = {**meta, "requests": binner.rows}
     return Series(binner.values, name, binner.interval_ns / 1e9, "tokens", start, meta)
-
-
-def new_binner(path: Path, interval: str | float) -> Binner:
-    """A binner reporting errors against ``path``; parses ``interval`` first."""
-    parse_interval(interval)
-    return Binner(interval, source=str(path))
 
 
 def check_file(path: Path) -> None:

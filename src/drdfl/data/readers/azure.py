@@ -17,12 +17,11 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from drdfl.data.binning import DEFAULT_INTERVAL
+from drdfl.data.binning import DEFAULT_INTERVAL, Binner
 from drdfl.data.readers._common import (
     DEFAULT_CHUNKSIZE,
     check_columns,
     check_file,
-    new_binner,
     series_from_binner,
     sum_token_columns,
     token_columns,
@@ -91,7 +90,7 @@ def read(
 ) -> Series:
     """Bin an Azure per-request trace into tokens per interval (see module docstring)."""
     path = Path(path)
-    binner = new_binner(path, interval)
+    binner = Binner(interval, source=str(path))
     for times_ns, counts, first_line in iter_requests(path, tokens, chunksize):
         binner.add(times_ns, counts, first_line)
     # The series start is tz-aware (UTC) when the trace's timestamps carry an offset.
