@@ -13,8 +13,8 @@ from drdfl.data.binning import TOKENS, Binner
 from drdfl.data.series import Series
 from drdfl.errors import DataError, DatasetNotFoundError
 
-# Rows per chunk of a per-request trace: ~50 MB of parsed strings at a time, whatever the
-# file's size (see benchmarks/bench_readers.py).
+# Rows per chunk of a per-request trace: reading then takes ~75 MB above the interpreter's
+# own footprint whatever the file's size (benchmarks/results/readers.json).
 DEFAULT_CHUNKSIZE = 500_000
 
 
