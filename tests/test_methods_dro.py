@@ -1,4 +1,5 @@
-"""The DRO duals (KL, CVaR, χ²) on fixed losses against closed forms and direct maximisation."""
+"""The DRO duals (KL, CVaR, χ²) on fixed losses against closed forms and direct maximisation,
+and the dual variable during training."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from drdfl.config import TrainConfig
+from drdfl.data.synthetic import generate
+from drdfl.data.windows import Scaler, make_windows
 from drdfl.errors import ConfigError
+from drdfl.methods.base import TrainingData
 from drdfl.methods.dro import (
     LAMBDA_FLOOR,
     Chi2DROMethod,
@@ -21,10 +26,14 @@ from drdfl.methods.dro import (
     chi2_solve,
     cvar,
     cvar_dual,
+    cvar_solve,
     kl_dual,
     kl_robust_loss,
     kl_solve,
 )
+from drdfl.methods.losses import sample_losses
+from drdfl.models.forecasters import build_forecaster
+from drdfl.tasks import get_task
 
 
 def _losses(n: int, seed: int) -> torch.Tensor:
@@ -167,3 +176,39 @@ def test_method_robust_loss_uses_its_hyperparameters() -> None:
 def test_bad_hyperparameters_are_config_errors(cls, kwargs, field) -> None:
     with pytest.raises(ConfigError, match=field):
         cls(**kwargs)
+
+
+# ------------------------------------------------------------------------------ training
+@pytest.fixture
+def one_thread():
+    """Tiny models train several times faster on one intra-op thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize(
+    ("method", "solve"),
+    [
+        (CVaRMethod(alpha=0.8), lambda z: cvar_solve(z, 0.8)),
+        (KLDROMethod(radius=0.5), lambda z: kl_solve(z, 0.5)),
+        (Chi2DROMethod(radius=1.0), lambda z: chi2_solve(z, 1.0)),
+    ],
+    ids=["cvar", "kldro", "chi2"],
+)
+def test_fit_starts_each_epoch_from_the_exact_dual(method, solve) -> None:
+    task = get_task("provisioning")
+    series = generate(0.03, "code", seed=2)
+    scaler = Scaler.fit(series.values)
+    values = scaler.transform(series.values)
+    data = TrainingData(make_windows(values, 7, 1), None, scaler, values)
+    forecaster = build_forecaster("linear", 7, 1, seed=0)
+    x, y = data.train.tensors()
+    with torch.no_grad():
+        initial = sample_losses(forecaster(x), y, task, scaler, "regret")
+    # a learning rate so small that neither weights nor dual move within the epoch
+    method.train = TrainConfig(epochs=1, lr=1e-10, seed=0)
+    history = method.fit(data, task, forecaster).history
+    assert history[0][method.dual_name] == pytest.approx(solve(initial), rel=1e-4)
