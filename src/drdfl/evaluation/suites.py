@@ -1,0 +1,217 @@
+"""Test suites: the training data of a protocol and the named test sets it is judged on.
+
+* ``synthetic`` — the built-in workload: train on chat-like demand, test on its held-out
+  end, on code-like demand and on a chat→code shift (the default, needs no files).
+* ``paper`` — the paper's protocol on the files its code shipped (see :mod:`drdfl.data.paper`).
+* ``honest`` — a leak-free protocol on real traces: chronological 70/15/15 split of the
+  2024 conversation series with gaps, one train-fitted scaler for every test set, and
+  out-of-distribution tests binned from the raw traces by drdfl itself.
+* ``corruptions`` — a suite's in-distribution test series under Gaussian, Perlin and cutout
+  corruption at the paper's Fig. 2 levels and a severity sweep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from drdfl.data.series import Series
+from drdfl.data.shifts import apply_corruption, concat_halves, wasserstein_marginal
+from drdfl.data.windows import Scaler, Windows, make_windows, split_series
+from drdfl.errors import ConfigError
+from drdfl.evaluation.metrics import WindowScores, score_windows, summarize
+from drdfl.methods.base import TrainingData
+from drdfl.tasks.base import DecisionTask
+
+SUITES = ("synthetic", "paper", "honest")
+
+#: The paper's Fig. 2 corruption levels (fraction of the series maximum / probability).
+PAPER_CORRUPTIONS = {"gaussian": 0.10, "perlin": 0.05, "cutout": 0.005}
+
+
+@dataclass
+class TestSet:
+    """Windows of one test series, normalized for the forecaster.
+
+    ``scaler`` maps the forecaster's outputs and the windows' targets back to real units;
+    ``series`` is the raw test series (real units) the windows were cut from.
+    """
+
+    name: str
+    windows: Windows
+    scaler: Scaler
+    series: Series
+    w_distance: float = float("nan")
+    note: str = ""
+    #: inputs normalized by the series' own extremes (the paper's protocol), not by ``scaler``
+    own_extremes: bool = False
+
+
+@dataclass
+class Suite:
+    """A protocol: what is trained on and what it is judged on."""
+
+    name: str
+    data: TrainingData
+    tests: list[TestSet]
+    train_series: Series
+    in_distribution: str
+    notes: list[str] = field(default_factory=list)
+
+    def test(self, name: str) -> TestSet:
+        for t in self.tests:
+            if t.name == name:
+                return t
+        raise ConfigError(
+            f"suite {self.name!r} has no test set {name!r}; it has: "
+            + ", ".join(t.name for t in self.tests)
+        )
+
+
+def make_test_set(
+    name: str,
+    series: Series,
+    scaler: Scaler,
+    train_values: np.ndarray,
+    window: int,
+    horizon: int,
+    note: str = "",
+) -> TestSet:
+    """Cut ``series`` into windows normalized with the training ``scaler``."""
+    return TestSet(
+        name=name,
+        windows=make_windows(scaler.transform(series.values), window, horizon, name=name),
+        scaler=scaler,
+        series=series,
+        w_distance=wasserstein_marginal(train_values, series.values),
+        note=note,
+    )
+
+
+def _chronological(
+    name: str,
+    series: Series,
+    window: int,
+    horizon: int,
+    ood: list[tuple[str, Series, str]],
+    notes: list[str],
+) -> Suite:
+    """Train/validation/test split of ``series`` with gaps, plus out-of-distribution sets."""
+    train, val, test = split_series(series, (0.7, 0.15, 0.15), gap=window + horizon - 1)
+    scaler = Scaler.fit(train.values)
+    data = TrainingData(
+        train=make_windows(scaler.transform(train.values), window, horizon, name="train"),
+        val=make_windows(scaler.transform(val.values), window, horizon, name="val"),
+        scaler=scaler,
+        series=scaler.transform(train.values),
+        interval_s=series.interval_s,
+    )
+    id_name = f"{series.name} (test)"
+    tests = [make_test_set(id_name, test, scaler, train.values, window, horizon, "held-out end")]
+    tests += [
+        make_test_set(n, s, scaler, train.values, window, horizon, note) for n, s, note in ood
+    ]
+    return Suite(name, data, tests, train, id_name, notes)
+
+
+def synthetic_suite(
+    days: float = 2.0, window: int = 7, horizon: int = 1, interval_s: float = 5.0, seed: int = 0
+) -> Suite:
+    """Train on synthetic chat demand; test on its end, on code demand and on a shift."""
+    from drdfl.data.synthetic import generate
+
+    chat = generate(days, "chat", seed, interval_s)
+    ood_days = min(days, 1.0)
+    code = generate(ood_days, "code", seed + 1, interval_s)
+    shift = generate(ood_days, "shift", seed + 2, interval_s)
+    ood = [
+        ("code", code, "code-like regime (fresh seed)"),
+        ("chat→code", shift, "chat then code, switching halfway"),
+    ]
+    chat = Series(chat.values, "chat", chat.interval_s, chat.unit, chat.start)
+    return _chronological("synthetic", chat, window, horizon, ood, [])
+
+
+def honest_suite(
+    data_dir: str | Path | None = None,
+    window: int = 7,
+    horizon: int = 1,
+    max_rows: int = 100_000,
+) -> Suite:
+    """The leak-free protocol on real traces (see the module docstring)."""
+    from drdfl.data.loading import load_series
+
+    conv24 = load_series("azure-2024-conv-5s", data_dir)
+    code24 = load_series("azure-2024-code-5s", data_dir)
+    conv23 = load_series("azure-2023-conv", data_dir, interval="5s")
+    code23 = load_series("azure-2023-code", data_dir, interval="5s")
+
+    def cut(s: Series, name: str) -> Series:
+        return Series(s.values[:max_rows], name, s.interval_s, s.unit, s.start)
+
+    ood = [
+        ("24D", cut(code24, "24D"), "2024 coding trace, 5 s"),
+        ("23V", cut(conv23, "23V"), "2023 conversation trace binned at 5 s by drdfl"),
+        ("23D", cut(code23, "23D"), "2023 coding trace binned at 5 s by drdfl"),
+        ("23D24D", cut(concat_halves(code23, code24), "23D24D"), "half 23D, half 24D"),
+        ("23D24V", cut(concat_halves(code23, conv24), "23D24V"), "half 23D, half 24V"),
+        ("24D24V", cut(concat_halves(code24, conv24), "24D24V"), "half 24D, half 24V"),
+    ]
+    notes = [
+        "Trained on the first 70 % of the 2024 conversation trace (3.5 days at 5 s); "
+        "validation and test are the next 15 % each, separated by gaps of one window.",
+        "One scaler, fitted on the training part, normalizes every test set.",
+    ]
+    conv = Series(conv24.values, "24V", conv24.interval_s, conv24.unit, conv24.start)
+    return _chronological("honest", conv, window, horizon, ood, notes)
+
+
+def corruption_tests(
+    suite: Suite, severities: list[float] | tuple[float, ...] = (), seed: int = 0
+) -> list[TestSet]:
+    """The in-distribution test series under the paper's corruptions, times each severity.
+
+    A severity multiplies the paper's level (1.0 gives Gaussian 10 %, Perlin 5 %, cutout
+    0.5 %); every corrupted copy keeps the suite's scaler.
+    """
+    base = suite.test(suite.in_distribution)
+    train = suite.train_series.values
+    window, horizon = base.windows.window, base.windows.horizon
+    tests = []
+    for kind, level in PAPER_CORRUPTIONS.items():
+        for k, sev in enumerate(sorted({1.0, *severities})):
+            values = apply_corruption(kind, base.series.values, level * sev, seed + k)
+            name = f"{kind} {level * sev:.3g}"
+            series = Series(values, name, base.series.interval_s, base.series.unit)
+            tests.append(
+                make_test_set(
+                    name, series, base.scaler, train, window, horizon, f"severity {sev:g}"
+                )
+            )
+    return tests
+
+
+def evaluate_tests(
+    forecaster: nn.Module,
+    tests: list[TestSet],
+    task: DecisionTask,
+    alpha: float = 0.9,
+    n_boot: int = 500,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> tuple[pd.DataFrame, dict[str, WindowScores]]:
+    """Score ``forecaster`` on every test set: a tidy ``(test_set, metric, value)`` frame."""
+    rows = []
+    scores: dict[str, WindowScores] = {}
+    for t in tests:
+        s = score_windows(forecaster, t.windows, t.scaler, task, device=device)
+        scores[t.name] = s
+        metrics = summarize(s, alpha=alpha, n_boot=n_boot, seed=seed)
+        metrics["w_distance"] = t.w_distance
+        rows += [{"test_set": t.name, "metric": k, "value": v} for k, v in metrics.items()]
+    return pd.DataFrame(rows), scores
