@@ -1,0 +1,339 @@
+"""The diffusion model as one object: denoiser, noise schedule, segment length, scaler.
+
+A :class:`DiffusionModel` is an ``nn.Module`` (its parameters are the denoiser's), so a
+method such as 3D-Learning can copy it (θ₀ → θ), optimise it and score trajectories with
+it. It works on *normalized* segments (the training series passed through the train-fitted
+:class:`~drdfl.data.windows.Scaler`); internally the diffusion runs in "model space",
+which is the normalized value itself or, with ``centered=True``, ``2u − 1`` so that the
+data straddles 0 like the N(0, I) prior does.
+
+Saved layout of a diffusion directory::
+
+    diffusion.pt   format, config, scaler and the denoiser's (EMA) weights
+    config.json    the same configuration, for people
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+from torch import nn
+
+import drdfl
+from drdfl._io import atomic_open, write_json
+from drdfl.config import StrictModel, parse_model
+from drdfl.data.windows import Scaler
+from drdfl.diffusion.samplers import Sampler, get_sampler, run_reverse
+from drdfl.diffusion.schedule import NoiseSchedule
+from drdfl.diffusion.trajectory import Transitions
+from drdfl.errors import ConfigError, ModelError
+from drdfl.models.denoiser import SegmentDenoiser
+from drdfl.seeding import torch_generator
+
+FORMAT = "drdfl-diffusion"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "diffusion.pt"
+CONFIG_FILE = "config.json"
+
+
+class DiffusionModelConfig(StrictModel):
+    """What defines a diffusion model: a checkpoint only loads into the same configuration."""
+
+    segment_length: int = Field(256, ge=4, description="slots per generated segment")
+    T: int = Field(100, ge=1, description="noising steps")
+    schedule: Literal["linear", "cosine"] = "linear"
+    beta_start: float = Field(1e-3, gt=0, lt=1, description="β_1 of the linear schedule")
+    beta_end: float = Field(0.2, gt=0, lt=1, description="β_T of the linear schedule")
+    layout: Literal["1d", "2d"] = Field("1d", description="'2d': segment as a √L × √L image")
+    base_channels: int = Field(32, ge=1)
+    channel_mults: tuple[int, ...] = Field((1, 2, 2), min_length=1)
+    centered: bool = Field(True, description="diffuse 2u − 1 instead of the normalized u")
+
+    @field_validator("channel_mults")
+    @classmethod
+    def _positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if min(v) < 1:
+            raise ValueError("channel multipliers must be >= 1")
+        return v
+
+
+class DiffusionTrainConfig(StrictModel):
+    """How a diffusion model is fitted (does not change what the model is)."""
+
+    iterations: int = Field(2000, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    ema_decay: float = Field(0.995, ge=0, lt=1, description="0 disables the weight average")
+    t_range: tuple[int, int] | None = Field(
+        None, description="train only on timesteps lo..hi (inclusive); None: 1..T"
+    )
+    grad_clip: float | None = Field(1.0, gt=0, description="max gradient norm (None: off)")
+    checkpoint_every: int = Field(500, ge=1, description="iterations between checkpoints")
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named model + training configuration."""
+
+    name: str
+    model: DiffusionModelConfig
+    train: DiffusionTrainConfig
+    about: str
+
+
+PRESETS: dict[str, Preset] = {
+    "paper": Preset(
+        "paper",
+        DiffusionModelConfig(
+            segment_length=784,
+            T=500,
+            beta_start=0.05,
+            beta_end=0.1,
+            layout="2d",
+            base_channels=32,
+            channel_mults=(1, 2, 2),
+            centered=False,
+        ),
+        DiffusionTrainConfig(iterations=7000, batch_size=64, lr=1e-4, ema_decay=0.999),
+        "the 3D-Learning paper: T=500, β 0.05→0.1, 28×28 = 784-slot segments as images, "
+        "data in [0, 1], 7,000 iterations of batch 64 at lr 1e-4",
+    ),
+    "fast": Preset(
+        "fast",
+        DiffusionModelConfig(
+            segment_length=256,
+            T=100,
+            beta_start=1e-3,
+            beta_end=0.2,
+            layout="1d",
+            base_channels=16,
+            channel_mults=(1, 2, 2),
+            centered=True,
+        ),
+        DiffusionTrainConfig(iterations=1500, batch_size=64, lr=2e-3, ema_decay=0.995),
+        "a few CPU minutes: T=100, 256-slot segments, small 1-D U-Net",
+    ),
+    "tiny": Preset(
+        "tiny",
+        DiffusionModelConfig(
+            segment_length=64,
+            T=20,
+            beta_start=1e-2,
+            beta_end=0.5,
+            layout="1d",
+            base_channels=8,
+            channel_mults=(1, 2),
+            centered=True,
+        ),
+        DiffusionTrainConfig(iterations=100, batch_size=32, lr=3e-3, ema_decay=0.9),
+        "seconds, for smoke tests: T=20, 64-slot segments, 8-channel U-Net",
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``."""
+    if name not in PRESETS:
+        raise ConfigError(
+            f"unknown diffusion preset {name!r}; expected one of {', '.join(PRESETS)}"
+        )
+    return PRESETS[name]
+
+
+def config_differences(
+    found: DiffusionModelConfig, expected: DiffusionModelConfig
+) -> list[tuple[str, Any, Any]]:
+    """``(field, found value, expected value)`` for every field that differs."""
+    a, b = found.model_dump(), expected.model_dump()
+    return [(k, a[k], b[k]) for k in b if a.get(k) != b[k]]
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """Generated normalized segments ``[n, L]`` and, on request, their last transitions."""
+
+    segments: torch.Tensor
+    transitions: Transitions | None = None
+
+
+class DiffusionModel(nn.Module):
+    """A DDPM over normalized segments of a demand series."""
+
+    def __init__(self, config: DiffusionModelConfig, scaler: Scaler | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.scaler = scaler
+        self.schedule = NoiseSchedule.build(
+            config.schedule, config.T, config.beta_start, config.beta_end
+        )
+        self.denoiser = SegmentDenoiser(
+            config.segment_length, config.layout, config.base_channels, config.channel_mults
+        )
+        self.meta: dict[str, Any] = {}
+
+    @property
+    def segment_length(self) -> int:
+        return self.config.segment_length
+
+    @property
+    def T(self) -> int:
+        return self.config.T
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.denoiser.parameters()).device
+
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Predicted noise for model-space ``x_t [B, L]`` at timesteps ``t [B]``."""
+        return self.denoiser(x_t, t)
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.eps(x_t, t)
+
+    def to_model_space(self, u: torch.Tensor) -> torch.Tensor:
+        """Normalized values → the space the diffusion runs in."""
+        return 2 * u - 1 if self.config.centered else u
+
+    def from_model_space(self, x: torch.Tensor) -> torch.Tensor:
+        """The space the diffusion runs in → normalized values."""
+        return (x + 1) / 2 if self.config.centered else x
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        sampler: str | Sampler = "ddpm",
+        steps: int | None = None,
+        seed: int | None = 0,
+        generator: torch.Generator | None = None,
+        keep_last: int = 0,
+        batch_size: int = 256,
+        progress: bool = False,
+    ) -> SampleResult:
+        """Draw ``n`` normalized segments (and, with ``keep_last=K``, their last K steps).
+
+        Randomness comes from ``generator`` if given, else from ``seed``. Segments are
+        drawn ``batch_size`` at a time to bound memory (the same seed and batch size give
+        the same segments).
+        """
+        if not isinstance(n, int) or n <= 0:
+            raise ConfigError(f"number of segments to sample must be a positive integer, got {n!r}")
+        if batch_size < 1:
+            raise ConfigError(f"sampling batch_size must be >= 1, got {batch_size}")
+        rule = get_sampler(sampler) if isinstance(sampler, str) else sampler
+        gen = generator if generator is not None else torch_generator(0 if seed is None else seed)
+        device = self.device
+        xs: list[torch.Tensor] = []
+        parts: list[Transitions] = []
+        for lo in range(0, n, batch_size):
+            size = min(batch_size, n - lo)
+            x_T = torch.randn(size, self.segment_length, generator=gen).to(device)
+            x0, tr = run_reverse(
+                self.eps, self.schedule, rule, x_T, steps, gen, keep_last, progress and lo == 0
+            )
+            xs.append(x0)
+            if tr is not None:
+                parts.append(tr)
+        transitions = None
+        if parts:
+            states = torch.cat([p.states for p in parts])
+            transitions = Transitions(states, parts[0].timesteps, rule.eta)
+        return SampleResult(self.from_model_space(torch.cat(xs)), transitions)
+
+    def sample_series(
+        self, n: int, sampler: str | Sampler = "ddpm", steps: int | None = None, seed: int = 0
+    ) -> np.ndarray:
+        """``n`` segments in real units ``[n, L]`` (needs the scaler), demand clipped at 0."""
+        if self.scaler is None:
+            raise ModelError("this diffusion model has no scaler; real units are unknown")
+        u = self.sample(n, sampler, steps, seed).segments.cpu().numpy().astype(np.float64)
+        return np.clip(self.scaler.inverse_transform(u), 0.0, None)
+
+    def clone(self) -> DiffusionModel:
+        """An independent copy (e.g. θ initialised at the reference θ₀)."""
+        return copy.deepcopy(self)
+
+    def save(self, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
+        """Write the model into ``directory`` (created if needed); every file atomically."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "drdfl": drdfl.__version__,
+            "config": self.config.model_dump(mode="json"),
+            "scaler": None if self.scaler is None else self.scaler.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in self.denoiser.state_dict().items()},
+            "meta": self.meta if meta is None else meta,
+        }
+        with atomic_open(directory / WEIGHTS_FILE, "wb") as handle:
+            torch.save(payload, handle)
+        write_json(
+            directory / CONFIG_FILE,
+            {
+                "format": FORMAT,
+                "version": FORMAT_VERSION,
+                "config": payload["config"],
+                "scaler": payload["scaler"],
+                "meta": payload["meta"],
+            },
+        )
+        return directory
+
+    @classmethod
+    def load(
+        cls, directory: str | Path, expect: DiffusionModelConfig | None = None
+    ) -> DiffusionModel:
+        """Read a model saved by :meth:`save`; with ``expect``, insist on that configuration."""
+        payload = read_payload(Path(directory) / WEIGHTS_FILE)
+        config = cast(
+            DiffusionModelConfig, parse_model(DiffusionModelConfig, payload["config"], "config")
+        )
+        if expect is not None:
+            check_config(config, expect, Path(directory) / WEIGHTS_FILE)
+        scaler = None if payload["scaler"] is None else Scaler.from_dict(payload["scaler"])
+        model = cls(config, scaler)
+        try:
+            model.denoiser.load_state_dict(payload["state_dict"])
+        except RuntimeError as exc:
+            raise ModelError(
+                f"{directory}: weights do not fit the saved configuration ({exc})"
+            ) from None
+        model.meta = dict(payload.get("meta") or {})
+        return model
+
+
+def read_payload(path: Path) -> dict[str, Any]:
+    """The checked contents of a ``diffusion.pt`` file."""
+    if not path.is_file():
+        raise ModelError(f"{path}: no diffusion model here (expected the file {WEIGHTS_FILE})")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"{path}: not a readable diffusion checkpoint ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelError(f"{path}: not a drdfl diffusion model (format {FORMAT!r} expected)")
+    if payload.get("version") != FORMAT_VERSION:
+        raise ModelError(
+            f"{path}: format version {payload.get('version')}, this drdfl reads {FORMAT_VERSION}"
+        )
+    return payload
+
+
+def check_config(found: DiffusionModelConfig, expected: DiffusionModelConfig, where: Path) -> None:
+    """Raise :class:`ModelError` naming the first differing field, if any."""
+    diffs = config_differences(found, expected)
+    if diffs:
+        name, got, want = diffs[0]
+        more = f" (and {len(diffs) - 1} more field(s))" if len(diffs) > 1 else ""
+        raise ModelError(
+            f"{where}: checkpoint from another configuration: {name} is {got!r} there, "
+            f"{want!r} here{more}"
+        )

@@ -1,0 +1,242 @@
+"""Fitting a diffusion model to a demand series: Adam, EMA of weights, checkpoints, seeds.
+
+Each iteration draws ``batch_size`` overlapping random crops of the normalized training
+series (seeded) and takes one Adam step on the denoising loss. The returned model holds
+the exponential moving average of the weights, which samples better than the last iterate.
+A checkpoint (raw and EMA weights, optimizer, random states, losses) is written every
+``checkpoint_every`` iterations; training resumes from it when the configuration matches.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from drdfl._io import atomic_open, write_text
+from drdfl.config import parse_model
+from drdfl.data.series import Series
+from drdfl.data.windows import Scaler
+from drdfl.diffusion.ddpm import check_t_range, denoising_loss
+from drdfl.diffusion.model import DiffusionModel, DiffusionModelConfig, DiffusionTrainConfig
+from drdfl.diffusion.model import check_config as check_model_config
+from drdfl.diffusion.segments import check_series
+from drdfl.errors import ModelError, TrainingError
+from drdfl.seeding import numpy_rng, torch_generator
+
+CHECKPOINT_FILE = "checkpoint.pt"
+TRAIN_VALUES_FILE = "train_values.npy"
+HISTORY_FILE = "history.csv"
+# Training settings that change what a resumed run would compute; `iterations` may grow.
+_RESUME_FIELDS = ("batch_size", "lr", "ema_decay", "t_range", "grad_clip", "seed")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run did."""
+
+    losses: np.ndarray
+    """Loss of every iteration so far (including those before a resume)."""
+    iterations: int
+    """Iterations completed."""
+    seconds: float
+    """Wall time of this call."""
+    resumed_from: int = 0
+    """Iteration the run resumed from (0: fresh start)."""
+    stopped_by_budget: bool = False
+    """Whether the wall-time budget ended the run before ``iterations``."""
+
+
+def data_fingerprint(values: np.ndarray) -> str:
+    """A short hash identifying the (normalized) training data."""
+    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()[:16]
+
+
+def train_diffusion(
+    model: DiffusionModel,
+    values: np.ndarray,
+    config: DiffusionTrainConfig,
+    checkpoint_dir: str | Path | None = None,
+    time_budget_s: float | None = None,
+    progress: bool = True,
+    name: str = "training series",
+) -> TrainResult:
+    """Fit ``model`` in place to the normalized series ``values`` and return the record.
+
+    With ``checkpoint_dir``, checkpoints go there and a matching checkpoint found there is
+    resumed (a checkpoint of another configuration or other data is an error). With
+    ``time_budget_s``, training stops after that much wall time.
+    """
+    started = time.perf_counter()
+    values = check_series(values, model.segment_length, name)
+    t_range = check_t_range(config.t_range, model.T)
+    crops = model.to_model_space(torch.as_tensor(values, dtype=torch.float32))
+    crops = crops.unfold(0, model.segment_length, 1)
+    rng = numpy_rng(config.seed)
+    gen = torch_generator(config.seed)
+    optimizer = torch.optim.Adam(model.denoiser.parameters(), lr=config.lr)
+    ema = copy.deepcopy(model.denoiser).requires_grad_(False)
+    losses: list[float] = []
+    fingerprint = data_fingerprint(values)
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+    start = 0
+    if ckpt_path is not None and ckpt_path.is_file():
+        state = _read_checkpoint(ckpt_path, model.config, config, fingerprint)
+        model.denoiser.load_state_dict(state["weights"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["numpy_rng"]
+        gen.set_state(state["torch_rng"])
+        losses = list(state["losses"])
+        start = int(state["iteration"])
+
+    def checkpoint(iteration: int) -> None:
+        if ckpt_path is None:
+            return
+        state = {
+            "model_config": model.config.model_dump(mode="json"),
+            "train_config": config.model_dump(mode="json"),
+            "data": fingerprint,
+            "iteration": iteration,
+            "weights": model.denoiser.state_dict(),
+            "ema": ema.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "numpy_rng": rng.bit_generator.state,
+            "torch_rng": gen.get_state(),
+            "losses": losses,
+        }
+        with atomic_open(ckpt_path, "wb") as handle:
+            torch.save(state, handle)
+
+    device = model.device
+    model.train()
+    done = start
+    stopped = False
+    bar = tqdm(
+        range(start, config.iterations),
+        initial=start,
+        total=config.iterations,
+        desc="diffusion training",
+        disable=not progress,
+    )
+    for it in bar:
+        index = torch.as_tensor(rng.integers(0, crops.shape[0], size=config.batch_size))
+        loss = denoising_loss(model.eps, model.schedule, crops[index].to(device), t_range, gen)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"diffusion loss became {loss.item()} at iteration {it + 1}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.denoiser.parameters(), config.grad_clip)
+        optimizer.step()
+        _update_ema(ema, model.denoiser, config.ema_decay, it)
+        losses.append(float(loss.item()))
+        done = it + 1
+        if done % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+        if done % config.checkpoint_every == 0:
+            checkpoint(done)
+        if time_budget_s is not None and time.perf_counter() - started > time_budget_s:
+            stopped = done < config.iterations
+            break
+    bar.close()
+    if done % config.checkpoint_every:
+        checkpoint(done)
+    if config.ema_decay > 0:
+        model.denoiser.load_state_dict(ema.state_dict())
+    model.eval()
+    return TrainResult(np.asarray(losses), done, time.perf_counter() - started, start, stopped)
+
+
+def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, iteration: int) -> None:
+    # Early on the average would be dominated by the random initialisation; the usual
+    # warm-up (1 + i) / (10 + i) lets it follow the weights until it has history.
+    d = min(decay, (1 + iteration) / (10 + iteration))
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+            e.lerp_(p, 1 - d)
+
+
+def _read_checkpoint(
+    path: Path,
+    model_config: DiffusionModelConfig,
+    train_config: DiffusionTrainConfig,
+    fingerprint: str,
+) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ModelError(f"{path}: unreadable training checkpoint ({exc})") from None
+    found = cast(
+        DiffusionModelConfig, parse_model(DiffusionModelConfig, state["model_config"], "config")
+    )
+    check_model_config(found, model_config, path)
+    saved_train = cast(
+        DiffusionTrainConfig, parse_model(DiffusionTrainConfig, state["train_config"], "train")
+    )
+    for field in _RESUME_FIELDS:
+        got, want = getattr(saved_train, field), getattr(train_config, field)
+        if got != want:
+            raise ModelError(
+                f"{path}: checkpoint from another configuration: {field} is {got!r} there, "
+                f"{want!r} here"
+            )
+    if state["data"] != fingerprint:
+        raise ModelError(f"{path}: checkpoint was trained on other data; use a fresh directory")
+    if int(state["iteration"]) > train_config.iterations:
+        raise ModelError(
+            f"{path}: checkpoint is at iteration {state['iteration']}, past the requested "
+            f"{train_config.iterations}"
+        )
+    return state
+
+
+def fit_series(
+    series: Series | np.ndarray,
+    model_config: DiffusionModelConfig,
+    train_config: DiffusionTrainConfig,
+    out_dir: str | Path | None = None,
+    time_budget_s: float | None = None,
+    progress: bool = True,
+) -> tuple[DiffusionModel, TrainResult]:
+    """Fit a :class:`Scaler` and a new diffusion model to a training series (real units).
+
+    With ``out_dir`` the run checkpoints there and the trained model is saved there along
+    with the normalized training series (for later evaluation) and the loss history.
+    """
+    name = series.name if isinstance(series, Series) else "training series"
+    raw = series.values if isinstance(series, Series) else series
+    raw = check_series(raw, model_config.segment_length, name)
+    scaler = Scaler.fit(raw)
+    values = scaler.transform(raw)
+    model = DiffusionModel(model_config, scaler)
+    result = train_diffusion(model, values, train_config, out_dir, time_budget_s, progress, name)
+    if out_dir is not None:
+        out = Path(out_dir)
+        with atomic_open(out / TRAIN_VALUES_FILE, "wb") as handle:
+            np.save(handle, values)
+        history = pd.DataFrame(
+            {"iteration": np.arange(1, len(result.losses) + 1), "loss": result.losses}
+        )
+        write_text(out / HISTORY_FILE, history.to_csv(index=False))
+        tail = result.losses[-100:]
+        model.save(
+            out,
+            meta={
+                "train_series": name,
+                "train_rows": int(raw.shape[0]),
+                "train_config": train_config.model_dump(mode="json"),
+                "iterations": result.iterations,
+                "final_loss": float(tail.mean()) if tail.size else None,
+                "seconds": result.seconds,
+            },
+        )
+    return model, result
