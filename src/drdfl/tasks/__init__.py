@@ -10,11 +10,13 @@ from typing import Any
 
 from drdfl.errors import ConfigError
 from drdfl.tasks.base import DecisionTask
+from drdfl.tasks.convex import ConvexTask, MultiSlotProvisioningTask
 from drdfl.tasks.provisioning import PRESETS, ProvisioningParams, ProvisioningTask
 
 #: registry name → task class; each class takes a preset name as its first argument
 TASKS: dict[str, type[DecisionTask]] = {
     ProvisioningTask.name: ProvisioningTask,
+    MultiSlotProvisioningTask.name: MultiSlotProvisioningTask,
 }
 
 
@@ -45,7 +47,9 @@ def task_from_dict(d: dict[str, Any]) -> DecisionTask:
 __all__ = [
     "PRESETS",
     "TASKS",
+    "ConvexTask",
     "DecisionTask",
+    "MultiSlotProvisioningTask",
     "ProvisioningParams",
     "ProvisioningTask",
     "get_task",
