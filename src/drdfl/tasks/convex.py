@@ -38,6 +38,9 @@ class ConvexTask(DecisionTask):
     ``[B, h]`` pass through ``forecast_to_parameter`` (e.g. a normalization) before they
     are written into ``parameter``; solutions pass through ``solution_to_decision``.
     ``cost_fn(x, y)`` prices decisions ``x`` under demand ``y`` per sample (``[B]``).
+
+    A task built this way is saved by name only; to rebuild it from a saved model, subclass
+    it with a ``from_dict`` classmethod and add the subclass to ``drdfl.tasks.TASKS``.
     """
 
     name = "convex"
