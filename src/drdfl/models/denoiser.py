@@ -36,22 +36,28 @@ def _groups(channels: int) -> int:
 
 
 class _ResBlock(nn.Module):
-    """Two convolutions with the time embedding added in between, plus a skip path."""
+    """Two convolutions, time-conditioned in between, plus a skip path.
+
+    The time embedding scales and shifts the *normalized* activations (FiLM, as in
+    improved DDPM). Adding it before a GroupNorm instead would be undone by the
+    normalization whenever a group holds a single channel, as in narrow networks.
+    """
 
     def __init__(self, dims: int, in_ch: int, out_ch: int, time_dim: int) -> None:
         super().__init__()
         conv = nn.Conv1d if dims == 1 else nn.Conv2d
         self.norm1 = nn.GroupNorm(_groups(in_ch), in_ch)
         self.conv1 = conv(in_ch, out_ch, 3, padding=1)
-        self.time = nn.Linear(time_dim, out_ch)
+        self.time = nn.Linear(time_dim, 2 * out_ch)
         self.norm2 = nn.GroupNorm(_groups(out_ch), out_ch)
         self.conv2 = conv(out_ch, out_ch, 3, padding=1)
         self.skip = conv(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.time(temb).reshape(*temb.shape[:1], -1, *([1] * (x.ndim - 2)))
-        h = self.conv2(F.silu(self.norm2(h)))
+        film = self.time(temb).reshape(temb.shape[0], -1, *([1] * (x.ndim - 2)))
+        scale, shift = film.chunk(2, dim=1)
+        h = self.conv2(F.silu(self.norm2(h) * (1 + scale) + shift))
         return h + self.skip(x)
 
 
