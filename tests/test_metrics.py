@@ -11,18 +11,21 @@ from drdfl.evaluation.metrics import (
 )
 
 
-def test_paper_normalized_regret_batches_and_drop_last():
-    regret = np.array([1.0, 3.0, 2.0, 2.0, 100.0])
-    optimal = -np.array([2.0, 2.0, 4.0, 4.0, 1.0])
-    # batches of 2: [0.5, 1.5] -> 1.0 ; [0.5, 0.5] -> 0.5 ; last window dropped
-    assert paper_normalized_regret(regret, optimal, batch=2) == pytest.approx(0.75)
-    assert ratio_normalized_regret(regret, optimal) == pytest.approx(108 / 13)
+def test_paper_normalized_regret_is_a_mean_of_block_ratios():
+    # Two blocks of two windows. Block 1: mean regret 2 / mean value 4 = 0.5 (a mean of
+    # per-window ratios would give (1/1 + 3/7) / 2 = 0.71). Block 2: 1 / 2. The fifth
+    # window is an incomplete block and is dropped.
+    regret = np.array([1.0, 3.0, 1.0, 1.0, 100.0])
+    optimal = np.array([-1.0, -7.0, -2.0, -2.0, -1.0])
+    assert paper_normalized_regret(regret, optimal, batch=2) == pytest.approx(0.5)
+    assert ratio_normalized_regret(regret, optimal) == pytest.approx(106 / 13)
 
 
-def test_paper_normalized_regret_skips_worthless_windows():
-    regret = np.array([1.0, 0.0, 2.0, 2.0])
-    optimal = np.array([-2.0, 0.0, -4.0, -4.0])
-    assert paper_normalized_regret(regret, optimal, batch=2) == pytest.approx((0.5 + 0.5) / 2)
+def test_paper_normalized_regret_skips_worthless_blocks():
+    regret = np.array([1.0, 1.0, 2.0, 2.0])
+    optimal = np.array([0.0, 0.0, -4.0, -4.0])
+    assert paper_normalized_regret(regret, optimal, batch=2) == pytest.approx(0.5)
+    assert np.isnan(paper_normalized_regret(regret[:2], optimal[:2], batch=2))
 
 
 def test_cvar_is_mean_of_upper_tail():

@@ -14,7 +14,6 @@ from drdfl.data.paper import (
     paper_corrupt,
     paper_leakage,
     paper_normalize,
-    paper_normalized_regret,
     paper_rows,
     paper_split,
     paper_test_windows,
@@ -95,17 +94,6 @@ def test_split_is_unshuffled_with_ceil_test_rows() -> None:
     np.testing.assert_array_equal(np.concatenate((train, test)), rows)
     with pytest.raises(DataError, match="cannot split"):
         paper_split(rows[:1])
-
-
-def test_normalized_regret_is_a_mean_of_batch_ratios() -> None:
-    # Two steps of two windows. Step 1: mean regret 2 / mean optimal value 4 = 0.5 (a
-    # mean of per-window ratios would give (1/1 + 3/7) / 2 = 0.71). Step 2: 1 / 2.
-    regret = np.array([1.0, 3.0, 1.0, 1.0])
-    optimal = np.array([-1.0, -7.0, -2.0, -2.0])
-    assert paper_normalized_regret(regret, optimal, batch_size=2) == pytest.approx(0.5)
-    assert paper_normalized_regret(regret[:, None], optimal[:, None], 2) == pytest.approx(0.5)
-    with pytest.raises(DataError, match="multiple of 2"):
-        paper_normalized_regret(regret[:3], optimal[:3], batch_size=2)
 
 
 def test_normalization_own_extremes_relu_and_training_range() -> None:

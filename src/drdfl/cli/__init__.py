@@ -58,12 +58,14 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors: bad or missing options
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code or 2)
+    except Exception as exc:
         if debug:
             raise
         typer.echo(f"error: {type(exc).__name__}: {exc} (--debug shows the traceback)", err=True)

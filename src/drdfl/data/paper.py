@@ -235,30 +235,6 @@ def paper_test_windows(
     return paper_windows(paper_rows(normalized), window, horizon, name=name)
 
 
-def paper_normalized_regret(
-    regret: np.ndarray, optimal_cost: np.ndarray, batch_size: int = BATCH_SIZE
-) -> float:
-    """The paper's normalized regret over windows ordered as :func:`paper_windows` makes
-    them: per consecutive block of ``batch_size`` windows (one ``(batch, t)`` step),
-    ``mean(regret) / -mean(optimal_cost)``, then the mean over blocks.
-
-    ``optimal_cost`` is the task loss of the optimal decision, negative for the paper's
-    provisioning task (utility exceeds cost). Per-window arrays of shape ``[N]`` or
-    ``[N, horizon]``; ``N`` must be a multiple of ``batch_size``.
-    """
-    r = np.asarray(regret, dtype=np.float64).reshape(regret.shape[0], -1)
-    o = np.asarray(optimal_cost, dtype=np.float64).reshape(optimal_cost.shape[0], -1)
-    if r.shape != o.shape or r.shape[0] % batch_size or r.shape[0] == 0:
-        raise DataError(
-            f"paper normalized regret needs matching arrays whose length is a multiple of "
-            f"{batch_size}, got regret {r.shape} and optimal cost {o.shape}"
-        )
-    steps = r.shape[0] // batch_size
-    mean_regret = r.reshape(steps, -1).mean(axis=1)
-    mean_optimal = o.reshape(steps, -1).mean(axis=1)
-    return float(np.mean(mean_regret / -mean_optimal))
-
-
 def paper_leakage(train: Windows, test: Windows) -> float:
     """Fraction of ``test`` windows (inputs and target) identical to some ``train`` window."""
     both = np.concatenate(

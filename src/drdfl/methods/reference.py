@@ -1,0 +1,35 @@
+"""The reference diffusion model θ₀ that generative methods start from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from drdfl.diffusion.model import DiffusionModel, get_preset
+from drdfl.diffusion.train import fit_series
+
+
+def reference_model(
+    diffusion: DiffusionModel | str | Path | None,
+    series: np.ndarray,
+    preset: str = "fast",
+    iterations: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> DiffusionModel:
+    """``diffusion`` itself, loaded from a directory, or fitted to ``series`` with ``preset``.
+
+    ``series`` is the normalized training series the forecaster sees, so the model's
+    samples come out in the forecaster's units.
+    """
+    if isinstance(diffusion, DiffusionModel):
+        return diffusion
+    if diffusion is not None:
+        return DiffusionModel.load(diffusion)
+    p = get_preset(preset)
+    update: dict[str, object] = {"seed": seed}
+    if iterations is not None:
+        update["iterations"] = iterations
+    model, _ = fit_series(series, p.model, p.train.model_copy(update=update), progress=progress)
+    return model
