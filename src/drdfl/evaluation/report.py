@@ -861,7 +861,7 @@ def _overview(run: RunOutputs, title: str) -> list[_Block]:
     seeds = sorted(r["seed"].unique())
     facts = [
         f"main suite: `{suites[0]}`" if suites else "no main suite",
-        f"{len(methods)} methods: " + ", ".join(f"`{m}`" for m in methods),
+        f"methods ({len(methods)}): " + ", ".join(f"`{m}`" for m in methods),
         "seeds: " + ", ".join(str(s) for s in seeds),
     ]
     if budgets:
