@@ -1,0 +1,190 @@
+"""``drdfl diffusion …``: train, sample and evaluate the diffusion model of a workload."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, cast
+
+import numpy as np
+import pandas as pd
+import torch
+import typer
+
+from drdfl._io import write_text
+from drdfl.errors import ConfigError
+
+app = typer.Typer(no_args_is_help=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Directory of trace files (default: $DRDFL_DATA_DIR)."),
+]
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        "--threads", min=1, help="torch CPU threads (1 is often fastest on a busy machine)."
+    ),
+]
+SamplerOpt = Annotated[str, typer.Option("--sampler", help="ddpm (ancestral, all T steps) | ddim")]
+StepsOpt = Annotated[
+    int | None, typer.Option("--steps", help="Reverse steps (default: T for ddpm, 50 for ddim).")
+]
+
+
+def _fraction(value: float, option: str) -> float:
+    if not 0 < value <= 1:
+        raise ConfigError(f"{option} must be in (0, 1], got {value}")
+    return value
+
+
+@app.command("train")
+def train(
+    train_spec: Annotated[
+        str, typer.Option("--train", help="Training series: dataset name or file.")
+    ],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Diffusion directory to write.")],
+    preset: Annotated[str, typer.Option(help="paper | fast | tiny")] = "fast",
+    iterations: Annotated[
+        int | None, typer.Option(min=1, help="Training iterations (default: the preset's).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    head: Annotated[
+        float, typer.Option(help="Train on the first fraction of the series (e.g. 0.7).")
+    ] = 1.0,
+    layout: Annotated[
+        str | None, typer.Option(help="Denoiser layout 1d | 2d (default: the preset's).")
+    ] = None,
+    time_budget: Annotated[
+        float | None, typer.Option("--time-budget", help="Stop after this many seconds.")
+    ] = None,
+    data_dir: DataDir = None,
+    threads: Threads = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Fit a diffusion model to a demand series (resumes a matching checkpoint in OUT)."""
+    from drdfl.config import parse_model
+    from drdfl.data.loading import load_series
+    from drdfl.diffusion.model import DiffusionModelConfig, get_preset
+    from drdfl.diffusion.train import fit_series
+
+    chosen = get_preset(preset)
+    model_cfg = chosen.model
+    if layout is not None:
+        model_cfg = cast(
+            DiffusionModelConfig,
+            parse_model(DiffusionModelConfig, {**model_cfg.model_dump(), "layout": layout}),
+        )
+    updates: dict[str, int] = {"seed": seed}
+    if iterations is not None:
+        updates["iterations"] = iterations
+    train_cfg = chosen.train.model_copy(update=updates)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    series = load_series(train_spec, data_dir=data_dir)
+    cut = int(len(series) * _fraction(head, "--head"))
+    series = series.slice(0, cut, series.name)
+    _, result = fit_series(series, model_cfg, train_cfg, out, time_budget, progress)
+    tail = result.losses[-100:]
+    typer.echo(
+        f"trained {preset} diffusion on {series.name} ({len(series)} slots): "
+        f"{result.iterations} iterations in {result.seconds:.1f} s"
+        + (f" (resumed at {result.resumed_from})" if result.resumed_from else "")
+        + f", final loss {tail.mean():.4f} -> {out}"
+    )
+
+
+@app.command("sample")
+def sample(
+    diff_dir: Annotated[Path, typer.Argument(help="Diffusion directory.")],
+    n: Annotated[int, typer.Option("--n", help="Number of segments to generate.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="CSV file to write.")],
+    sampler: SamplerOpt = "ddpm",
+    steps: StepsOpt = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sampling noise.")] = 0,
+    threads: Threads = None,
+) -> None:
+    """Generate segments; writes segment, slot, demand (real units, clipped at 0), normalized."""
+    from drdfl.diffusion.model import DiffusionModel
+    from drdfl.diffusion.samplers import get_sampler
+
+    if n <= 0:
+        raise ConfigError(f"--n must be a positive number of segments, got {n}")
+    rule = get_sampler(sampler)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    model = DiffusionModel.load(diff_dir)
+    if model.scaler is None:
+        raise ConfigError(f"{diff_dir}: the model has no scaler, so real units are unknown")
+    u = model.sample(n, rule, steps, seed=seed, progress=True).segments.numpy().astype(np.float64)
+    demand = np.clip(model.scaler.inverse_transform(u), 0.0, None)
+    length = model.segment_length
+    frame = pd.DataFrame(
+        {
+            "segment": np.repeat(np.arange(n), length),
+            "slot": np.tile(np.arange(length), n),
+            "demand": demand.reshape(-1),
+            "normalized": u.reshape(-1),
+        }
+    )
+    write_text(out, frame.to_csv(index=False))
+    typer.echo(f"wrote {n} segments of {length} slots ({rule.name}) -> {out}")
+
+
+@app.command("evaluate")
+def evaluate(
+    diff_dir: Annotated[Path, typer.Argument(help="Diffusion directory.")],
+    reference: Annotated[
+        str, typer.Option("--reference", help="Held-out series: dataset name or file.")
+    ],
+    tail: Annotated[
+        float, typer.Option(help="Use the last fraction of the reference (e.g. 0.3).")
+    ] = 1.0,
+    n: Annotated[
+        int | None, typer.Option("--n", help="Segments to generate (default: as in training).")
+    ] = None,
+    sampler: Annotated[str, typer.Option("--sampler", help="ddpm | ddim")] = "ddim",
+    steps: StepsOpt = None,
+    seed: Annotated[int, typer.Option(help="Seed of sampling and the discriminator.")] = 0,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    threads: Threads = None,
+) -> None:
+    """Quality of generated segments vs. the training data, next to held-out vs. training."""
+    from drdfl.cli.common import echo_table
+    from drdfl.data.loading import load_series
+    from drdfl.diffusion.model import DiffusionModel
+    from drdfl.diffusion.quality import quality_report
+    from drdfl.diffusion.samplers import get_sampler
+    from drdfl.diffusion.train import TRAIN_VALUES_FILE
+
+    if n is not None and n <= 0:
+        raise ConfigError(f"--n must be a positive number of segments, got {n}")
+    get_sampler(sampler)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    model = DiffusionModel.load(diff_dir)
+    train_path = Path(diff_dir) / TRAIN_VALUES_FILE
+    if model.scaler is None or not train_path.is_file():
+        raise ConfigError(
+            f"{diff_dir}: needs the scaler and {TRAIN_VALUES_FILE} written by 'diffusion train'"
+        )
+    ref = load_series(reference, data_dir=data_dir)
+    start = len(ref) - int(len(ref) * _fraction(tail, "--tail"))
+    ref = ref.slice(start, len(ref), ref.name)
+    heldout = model.scaler.transform(ref.values)
+    report = quality_report(model, np.load(train_path), heldout, n, sampler, steps, seed)
+    report["reference"] = ref.name
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    rows = {
+        k: report[k] for k in ("generated_vs_train", "heldout_vs_train", "generated_vs_heldout")
+    }
+    frame = pd.DataFrame(rows).T
+    frame.index.name = "comparison"
+    echo_table(
+        frame,
+        title=f"diffusion quality ({report['n_generated']} generated segments, {sampler}); "
+        "discriminative: 0.5 is perfect",
+    )
