@@ -179,16 +179,6 @@ def test_bad_hyperparameters_are_config_errors(cls, kwargs, field) -> None:
 
 
 # ------------------------------------------------------------------------------ training
-@pytest.fixture
-def one_thread():
-    """Tiny models train several times faster on one intra-op thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize(
     ("method", "solve"),
     [

@@ -12,6 +12,8 @@ import torch
 from drdfl.config import TrainConfig
 from drdfl.data.synthetic import generate
 from drdfl.data.windows import Scaler, make_windows, split_series
+from drdfl.diffusion.model import DiffusionModel, get_preset
+from drdfl.diffusion.train import train_diffusion
 from drdfl.errors import ConfigError
 from drdfl.methods import METHODS, get_method
 from drdfl.methods.base import TrainingData
@@ -21,19 +23,13 @@ from drdfl.tasks import get_task
 TASK = get_task("provisioning")
 TINY = TrainConfig(epochs=2, batch_size=64, lr=1e-3, patience=None, seed=11)
 
-#: constructor arguments that make each method tiny; a method missing here runs with defaults
-TINY_KWARGS: dict[str, dict[str, Any]] = {
-    "wdro": {"radius": 0.5, "steps": 3},
-}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models train several times faster on one intra-op thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _tiny_kwargs(name: str, diffusion: DiffusionModel) -> dict[str, Any]:
+    """Constructor arguments that make ``name`` tiny; methods not listed use their defaults."""
+    return {
+        "wdro": {"radius": 0.5, "steps": 3},
+        "diffusion-augment": {"diffusion": diffusion, "sampler": "ddim", "steps": 5},
+    }.get(name, {})
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +45,21 @@ def data() -> TrainingData:
     )
 
 
-def _fit(name: str, data: TrainingData) -> tuple[list[dict[str, float]], dict[str, torch.Tensor]]:
-    method = get_method(name, train=TINY, **TINY_KWARGS.get(name, {}))
+@pytest.fixture(scope="module")
+def diffusion(data: TrainingData) -> DiffusionModel:
+    """A barely trained tiny diffusion model (the smoke test needs samples, not good ones)."""
+    preset = get_preset("tiny")
+    model = DiffusionModel(preset.model, data.scaler)
+    train_diffusion(
+        model, data.series, preset.train.model_copy(update={"iterations": 10}), progress=False
+    )
+    return model
+
+
+def _fit(
+    name: str, data: TrainingData, diffusion: DiffusionModel
+) -> tuple[list[dict[str, float]], dict[str, torch.Tensor]]:
+    method = get_method(name, train=TINY, **_tiny_kwargs(name, diffusion))
     forecaster = build_forecaster("mlp", 7, 1, seed=3, hidden=(16, 16), dropout=0.1)
     result = method.fit(data, TASK, forecaster)
     history = [{k: v for k, v in row.items() if k != "time_s"} for row in result.history]
@@ -58,16 +67,18 @@ def _fit(name: str, data: TrainingData) -> tuple[list[dict[str, float]], dict[st
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
-def test_method_trains_and_is_reproducible(name: str, data: TrainingData) -> None:
+def test_method_trains_and_is_reproducible(
+    name: str, data: TrainingData, diffusion: DiffusionModel
+) -> None:
     initial = build_forecaster("mlp", 7, 1, seed=3, hidden=(16, 16), dropout=0.1).state_dict()
-    history, state = _fit(name, data)
+    history, state = _fit(name, data, diffusion)
 
     assert [row["epoch"] for row in history] == [0, 1]
     assert all(math.isfinite(row["train_loss"]) for row in history)
     assert all(0.0 <= row["val_regret"] < math.inf for row in history)
     assert any(not torch.equal(initial[k], v) for k, v in state.items())  # it did train
 
-    history2, state2 = _fit(name, data)
+    history2, state2 = _fit(name, data, diffusion)
     assert history2 == history
     assert all(torch.equal(state[k], state2[k]) for k in state)
 

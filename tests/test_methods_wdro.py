@@ -19,15 +19,6 @@ from drdfl.tasks import get_task
 TASK = get_task("provisioning")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models train several times faster on one intra-op thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data() -> TrainingData:
     train, val = split_series(generate(0.05, "chat", seed=3), (0.8, 0.2))

@@ -27,7 +27,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from drdfl.config import StrictModel, TrainConfig, parse_model
+from drdfl.config import StrictModel, TrainConfig
+from drdfl.methods._params import parse_params
 from drdfl.methods.base import TrainingData
 from drdfl.methods.trainer import TrainedMethod
 from drdfl.tasks.base import DecisionTask
@@ -248,7 +249,7 @@ class KLDROMethod(DROMethod):
         progress: bool = False,
     ) -> None:
         super().__init__(train=train, checkpoint=checkpoint, progress=progress)
-        self.radius = parse_model(KLDROParams, {"radius": radius}, self.name).radius
+        self.radius = parse_params(self.name, KLDROParams, radius=radius).radius
 
     def dual_objective(self, losses: torch.Tensor, dual: torch.Tensor | float) -> torch.Tensor:
         return kl_dual(losses, dual, self.radius)
@@ -292,7 +293,7 @@ class CVaRMethod(DROMethod):
         progress: bool = False,
     ) -> None:
         super().__init__(train=train, checkpoint=checkpoint, progress=progress)
-        self.alpha = parse_model(CVaRParams, {"alpha": alpha}, self.name).alpha
+        self.alpha = parse_params(self.name, CVaRParams, alpha=alpha).alpha
 
     def dual_objective(self, losses: torch.Tensor, dual: torch.Tensor | float) -> torch.Tensor:
         return cvar_dual(losses, dual, self.alpha)
@@ -326,7 +327,7 @@ class Chi2DROMethod(DROMethod):
         progress: bool = False,
     ) -> None:
         super().__init__(train=train, checkpoint=checkpoint, progress=progress)
-        self.radius = parse_model(Chi2Params, {"radius": radius}, self.name).radius
+        self.radius = parse_params(self.name, Chi2Params, radius=radius).radius
 
     def dual_objective(self, losses: torch.Tensor, dual: torch.Tensor | float) -> torch.Tensor:
         return chi2_dual(losses, dual, self.radius)

@@ -16,7 +16,8 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from drdfl.config import StrictModel, TrainConfig, parse_model
+from drdfl.config import StrictModel, TrainConfig
+from drdfl.methods._params import parse_params
 from drdfl.methods.losses import sample_losses
 from drdfl.methods.trainer import TrainedMethod
 
@@ -120,15 +121,13 @@ class WDROMethod(TrainedMethod):
         progress: bool = False,
     ) -> None:
         super().__init__(train=train, checkpoint=checkpoint, progress=progress)
-        p = parse_model(
-            WDROParams,
-            {
-                "radius": radius,
-                "steps": steps,
-                "attack_objective": attack_objective,
-                "bounds": bounds,
-            },
+        p = parse_params(
             self.name,
+            WDROParams,
+            radius=radius,
+            steps=steps,
+            attack_objective=attack_objective,
+            bounds=bounds,
         )
         self.radius, self.steps = p.radius, p.steps
         self.attack_objective, self.bounds = p.attack_objective, p.bounds
