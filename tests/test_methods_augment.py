@@ -144,7 +144,14 @@ def test_bad_corruption_hyperparameters(cls, kwargs, field) -> None:
 def test_diffusion_mix_has_the_stated_real_fraction(
     data: TrainingData, diffusion: DiffusionModel
 ) -> None:
-    seen, result = _epochs(DiffusionAugmentMethod, data, diffusion=diffusion, real_fraction=0.3)
+    seen, result = _epochs(
+        DiffusionAugmentMethod,
+        data,
+        diffusion=diffusion,
+        samples=None,
+        real_fraction=0.3,
+        regenerate=False,
+    )
     n = len(data.train)
     real_rows = _rows(data.train.tensors()[0])
     for x, _ in seen:
@@ -156,6 +163,9 @@ def test_diffusion_mix_has_the_stated_real_fraction(
     floor = data.scaler.transform(0.0)
     assert all(float(x.min()) >= floor - 1e-6 for x, _ in seen)
     fake = [_rows(x) - real_rows for x, _ in seen]
+    # samples=None draws enough segments for one epoch (no generated window used twice)
+    pool = result.history[0]["generated_pool"]
+    assert n - round(0.3 * n) <= pool < n - round(0.3 * n) + diffusion.segment_length
     assert len(fake[0] & fake[1]) > 0.8 * len(fake[0])
     segments = result.artifacts["generated_segments"]
     assert segments.shape[1] == diffusion.segment_length
@@ -169,7 +179,6 @@ def test_diffusion_regenerate_draws_new_segments(
         data,
         diffusion=diffusion,
         real_fraction=0.0,
-        regenerate=True,
         sampler="ddim",
         steps=5,
     )
@@ -183,7 +192,7 @@ def test_diffusion_samples_are_mapped_into_the_training_scaler(
     # real demand lo + 2·span·u, i.e. 2u in the training scaler's units
     wide = diffusion.clone()
     wide.scaler = Scaler(data.scaler.lo, data.scaler.lo + 2 * data.scaler.span)
-    kwargs = {"real_fraction": 0.0, "sampler": "ddim", "steps": 4}
+    kwargs = {"real_fraction": 0.0, "regenerate": False, "sampler": "ddim", "steps": 4}
     _, same = _epochs(DiffusionAugmentMethod, data, diffusion=diffusion, **kwargs)
     _, mapped = _epochs(DiffusionAugmentMethod, data, diffusion=wide, **kwargs)
     a, b = same.artifacts["generated_segments"], mapped.artifacts["generated_segments"]

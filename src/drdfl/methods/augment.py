@@ -160,10 +160,10 @@ class DiffusionAugmentParams(StrictModel):
     """Hyperparameters of ``diffusion-augment``."""
 
     samples: int | None = Field(
-        None, ge=1, description="segments drawn from θ₀ (None: enough for one epoch)"
+        64, ge=1, description="segments drawn from θ₀ per draw (None: enough for one epoch)"
     )
-    real_fraction: float = Field(0.5, ge=0, lt=1, description="share of real windows per epoch")
-    regenerate: bool = Field(False, description="draw fresh segments every epoch")
+    real_fraction: float = Field(0.3, ge=0, lt=1, description="share of real windows per epoch")
+    regenerate: bool = Field(True, description="draw fresh segments every epoch (else once)")
     sampler: Literal["ddpm", "ddim"] = "ddpm"
     steps: int | None = Field(None, ge=1, description="reverse steps (None: the sampler's)")
 
@@ -181,7 +181,9 @@ class DiffusionAugmentMethod(TrainedMethod):
     training scaler) and clipped at zero demand.
 
     ``diffusion`` is a fitted :class:`~drdfl.diffusion.model.DiffusionModel` or the
-    directory it was saved in.
+    directory it was saved in. The defaults (64 fresh DDPM segments per epoch, 30 % real
+    windows) are those of ``threed``'s adversarial datasets, so that the two differ only
+    in the adversary.
     """
 
     name = "diffusion-augment"
@@ -189,9 +191,9 @@ class DiffusionAugmentMethod(TrainedMethod):
     def __init__(
         self,
         diffusion: DiffusionModel | str | Path,
-        samples: int | None = None,
-        real_fraction: float = 0.5,
-        regenerate: bool = False,
+        samples: int | None = 64,
+        real_fraction: float = 0.3,
+        regenerate: bool = True,
         sampler: Literal["ddpm", "ddim"] = "ddpm",
         steps: int | None = None,
         *,
