@@ -108,8 +108,9 @@ class CorruptionAugmentMethod(TrainedMethod):
             )
         self._real_series = data.scaler.inverse_transform(np.asarray(data.series, np.float64))
         # slot index of every input and target value of every training window
-        self._x_index = train.start[:, None] + np.arange(train.window)
-        self._y_index = train.start[:, None] + train.window + np.arange(train.horizon)
+        start = torch.as_tensor(train.start, dtype=torch.long, device=self._x.device)[:, None]
+        self._x_index = start + torch.arange(train.window, device=self._x.device)
+        self._y_index = start + train.window + torch.arange(train.horizon, device=self._x.device)
         self._epoch_data = self._augmented(generator)
 
     def _augmented(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
