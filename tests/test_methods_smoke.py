@@ -29,6 +29,16 @@ def _tiny_kwargs(name: str, diffusion: DiffusionModel) -> dict[str, Any]:
     return {
         "wdro": {"radius": 0.5, "steps": 3},
         "diffusion-augment": {"diffusion": diffusion, "sampler": "ddim", "steps": 5},
+        "threed": {
+            "diffusion": diffusion,
+            "t_prime": 2,
+            "inner_epochs": 1,
+            "trajectories": 8,
+            "minibatch": 4,
+            "j_segments": 4,
+            "adversarial_samples": 4,
+            "keep_worst": 2,
+        },
     }.get(name, {})
 
 
