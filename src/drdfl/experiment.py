@@ -14,6 +14,7 @@ import torch
 
 from drdfl.artifacts import TrainedModel, load_model, save_model
 from drdfl.config import DataConfig, ExperimentConfig, TrainConfig
+from drdfl.data.windows import Scaler
 from drdfl.errors import ConfigError
 from drdfl.evaluation.suites import (
     Suite,
@@ -120,26 +121,24 @@ def _train_values(directory: Path) -> np.ndarray | None:
 
 def user_test_sets(
     specs: list[str],
-    model: TrainedModel,
+    scaler: Scaler,
+    window: int,
+    horizon: int,
+    interval_s: float,
     train_values: np.ndarray,
     data_dir: str | Path | None = None,
     tokens: str = "context",
 ) -> list[TestSet]:
-    """Test sets from datasets or files a user brings, binned at the model's interval."""
+    """Test sets from datasets or files a user brings, binned at ``interval_s`` and
+    normalized with the training ``scaler``."""
     from drdfl.data.loading import load_series
 
     tests = []
     for spec in specs:
-        series = load_series(spec, data_dir, interval=model.interval_s, tokens=tokens)
+        series = load_series(spec, data_dir, interval=interval_s, tokens=tokens)
         tests.append(
             make_test_set(
-                series.name,
-                series,
-                model.scaler,
-                train_values,
-                model.window,
-                model.horizon,
-                f"user test set {spec}",
+                series.name, series, scaler, train_values, window, horizon, f"user test set {spec}"
             )
         )
     return tests
@@ -179,7 +178,15 @@ def evaluate_model(
     if tests:
         if train_values is None:
             raise ConfigError(f"{path}: no training series saved; cannot place user test sets")
-        test_sets += user_test_sets(tests, model, train_values, data_dir)
+        test_sets += user_test_sets(
+            tests,
+            model.scaler,
+            model.window,
+            model.horizon,
+            model.interval_s,
+            train_values,
+            data_dir,
+        )
     table, scores = evaluate_tests(model.forecaster, test_sets, model.task, seed=seed)
     table.insert(0, "suite", name or "user")
     table.insert(0, "seed", model.seed)

@@ -32,12 +32,14 @@ def _root(
 
 
 def _mount() -> None:
-    from drdfl.cli import data, diffusion, train
+    from drdfl.cli import data, diffusion, run, train
 
     app.add_typer(data.app, name="data", help="Read, bin, describe and synthesise workload data.")
     app.add_typer(diffusion.app, name="diffusion", help="Train, sample and judge diffusion models.")
     app.command("train")(train.train)
     app.command("evaluate")(train.evaluate)
+    app.command("run")(run.run)
+    app.command("report")(run.report)
 
 
 _mount()

@@ -20,8 +20,9 @@ def reference_model(
 ) -> DiffusionModel:
     """``diffusion`` itself, loaded from a directory, or fitted to ``series`` with ``preset``.
 
-    ``series`` is the normalized training series the forecaster sees, so the model's
-    samples come out in the forecaster's units.
+    ``series`` is the training series in real units; the fitted model carries its own
+    scaler, so its samples map to real units like those of a model trained by
+    ``drdfl diffusion train``.
     """
     if isinstance(diffusion, DiffusionModel):
         return diffusion
