@@ -88,7 +88,6 @@ class DiffusionConfig(StrictModel):
 
     preset: Literal["paper", "fast", "tiny"] = "fast"
     iterations: int | None = Field(None, ge=1, description="None: the preset's")
-    samples: int = Field(64, ge=1, description="segments generated per adversarial dataset")
 
 
 class EvaluationConfig(StrictModel):
@@ -118,6 +117,9 @@ class ExperimentConfig(StrictModel):
     task: str = "provisioning:paper-code"
     forecaster: str = "lstm"
     device: str = "cpu"
+    threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads (None: torch's default)"
+    )
     warm_start_from_dfl: bool = True
     data: DataConfig = Field(default_factory=DataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -149,11 +151,22 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
         "name": "quick",
         "seeds": [0, 1],
+        "threads": 1,
         "methods": ALL_METHODS,
         "forecaster": "mlp",
         "data": {"suite": "synthetic", "synthetic_days": 1.0},
         "train": {"epochs": 4, "batch_size": 256, "lr": 3e-3, "patience": 3},
-        "diffusion": {"preset": "tiny", "samples": 32},
+        "diffusion": {"preset": "tiny"},
+        "method_params": {
+            "threed": {
+                "pool": 64,
+                "trajectories": 32,
+                "adversarial_samples": 32,
+                "inner_epochs": 3,
+            },
+            "diffusion-augment": {"samples": 32},
+            "wdro": {"steps": 5},
+        },
         "evaluation": {"corruption_severities": [2.0], "bootstrap": 200},
     },
     "paper": {
@@ -163,7 +176,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "forecaster": "lstm",
         "data": {"suite": "paper"},
         "train": {"epochs": 30, "batch_size": 64, "lr": 1e-3, "patience": 6},
-        "diffusion": {"preset": "paper", "samples": 256},
+        "diffusion": {"preset": "paper"},
     },
     "honest": {
         "name": "honest",
@@ -172,7 +185,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "forecaster": "lstm",
         "data": {"suite": "honest"},
         "train": {"epochs": 20, "batch_size": 256, "lr": 1e-3, "patience": 5},
-        "diffusion": {"preset": "fast", "samples": 256},
+        "diffusion": {"preset": "fast"},
     },
 }
 

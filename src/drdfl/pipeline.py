@@ -441,6 +441,8 @@ class Run:
     def execute(self) -> pd.DataFrame:
         """Run every unit not yet done, then assemble the tables and the report."""
         self.prepare_dir()
+        if self.cfg.threads is not None:
+            torch.set_num_threads(self.cfg.threads)
         log.info("run %s: %d units into %s", self.cfg.name, len(self.units), self.out)
         todo = [u for u in self.units if not (self.resume and self.is_done(u))]
         skipped = len(self.units) - len(todo)

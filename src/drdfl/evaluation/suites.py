@@ -93,15 +93,17 @@ def make_test_set(
     )
 
 
-def _chronological(
+def chronological_suite(
     name: str,
     series: Series,
-    window: int,
-    horizon: int,
-    ood: list[tuple[str, Series, str]],
-    notes: list[str],
+    window: int = 7,
+    horizon: int = 1,
+    ood: list[tuple[str, Series, str]] | None = None,
+    notes: list[str] | None = None,
 ) -> Suite:
-    """Train/validation/test split of ``series`` with gaps, plus out-of-distribution sets."""
+    """A suite from any series: chronological 70/15/15 train/validation/test split with
+    gaps of one window, a scaler fitted on the training part, and the out-of-distribution
+    test series ``ood`` as ``(name, series, note)`` (real units, normalized with it)."""
     train, val, test = split_series(series, (0.7, 0.15, 0.15), gap=window + horizon - 1)
     scaler = Scaler.fit(train.values)
     data = TrainingData(
@@ -114,9 +116,9 @@ def _chronological(
     id_name = f"{series.name} (test)"
     tests = [make_test_set(id_name, test, scaler, train.values, window, horizon, "held-out end")]
     tests += [
-        make_test_set(n, s, scaler, train.values, window, horizon, note) for n, s, note in ood
+        make_test_set(n, s, scaler, train.values, window, horizon, note) for n, s, note in ood or []
     ]
-    return Suite(name, data, tests, train, id_name, notes)
+    return Suite(name, data, tests, train, id_name, list(notes or []))
 
 
 def synthetic_suite(
@@ -134,7 +136,7 @@ def synthetic_suite(
         ("chat→code", shift, "chat then code, switching halfway"),
     ]
     chat = Series(chat.values, "chat", chat.interval_s, chat.unit, chat.start)
-    return _chronological("synthetic", chat, window, horizon, ood, [])
+    return chronological_suite("synthetic", chat, window, horizon, ood, [])
 
 
 def honest_suite(
@@ -175,7 +177,7 @@ def honest_suite(
         "One scaler, fitted on the training part, normalizes every test set.",
     ]
     conv = Series(conv24.values, "24V", conv24.interval_s, conv24.unit, conv24.start)
-    return _chronological("honest", conv, window, horizon, ood, notes)
+    return chronological_suite("honest", conv, window, horizon, ood, notes)
 
 
 PAPER_TESTS = {

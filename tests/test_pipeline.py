@@ -1,0 +1,101 @@
+"""``drdfl run``: the whole pipeline, its files, and resume after a hard kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from drdfl.config import resolve_config
+from drdfl.errors import ConfigError
+from drdfl.pipeline import Run, plan_units
+
+TINY = [
+    "seeds=0",
+    "methods=mse,dfl",
+    "train.epochs=1",
+    "data.synthetic_days=0.25",
+    "evaluation.corruption_severities=[2.0]",
+    "evaluation.bootstrap=50",
+]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DRDFL_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_plan_puts_dfl_first_and_adds_variants():
+    cfg = resolve_config("quick", overrides=["seeds=0,1", "methods=threed,mse"])
+    labels = [u.label for u in plan_units(cfg) if u.seed == 0]
+    assert labels[:2] == ["mse", "dfl"]  # dfl added: it warm-starts threed
+    assert "threed-mse" in labels and labels[-1] == "skyline"
+    cfg = resolve_config("quick", overrides=["methods=threed", "report.budget_sweep=true"])
+    assert {u.label for u in plan_units(cfg)} >= {"threed@0.01", "threed@0.04"}
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match=r"train\.epochs"):
+        resolve_config("quick", overrides=["train.epochs=0"])
+    with pytest.raises(ConfigError, match=r"data\.nonsense: unknown key"):
+        resolve_config("quick", overrides=["data.nonsense=1"])
+    with pytest.raises(ConfigError, match="valid methods"):
+        resolve_config("quick", overrides=["methods=dfl,magic"])
+    with pytest.raises(ConfigError, match="valid profiles"):
+        resolve_config("fastest")
+
+
+def test_run_writes_tables_and_report(tmp_path):
+    cfg = resolve_config("quick", overrides=TINY)
+    out = tmp_path / "run"
+    table = Run(cfg, out, progress=False).execute()
+    assert list(table.columns) == ["method", "seed", "suite", "test_set", "metric", "value"]
+    assert set(table["method"]) == {"mse", "dfl", "skyline"}
+    assert set(table["suite"]) == {"synthetic", "corruptions", "skyline"}
+    main = table[(table.suite == "synthetic") & (table.metric == "normalized_regret")]
+    assert len(main) == 2 * 3 and main["value"].between(0, 10).all()
+    for name in ("config.toml", "results.csv", "results.json", "report.md", "report.html"):
+        assert (out / name).is_file(), name
+    assert list((out / "figures").glob("*.png"))
+    meta = json.loads((out / "results.json").read_text())
+    assert meta["versions"]["torch"] and meta["profile"] == "quick"
+    assert "Table" in (out / "report.md").read_text() or "dfl" in (out / "report.md").read_text()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        Run(cfg, out, progress=False).execute()
+
+
+def _cli(out, *extra):
+    args = [sys.executable, "-m", "drdfl", "run", "--out", str(out), "--no-progress"]
+    for item in TINY:
+        args += ["--set", item]
+    return args + list(extra)
+
+
+def test_resume_after_sigkill_gives_the_same_results(tmp_path):
+    env = dict(os.environ, DRDFL_CACHE_DIR=str(tmp_path / "cache"))
+    whole = tmp_path / "whole"
+    subprocess.run(_cli(whole), check=True, env=env, capture_output=True)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _cli(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    marker = killed / "units" / "mse-s0" / "done.json"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), proc.stderr.read().decode() if proc.stderr else ""
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "units" / "skyline-s0" / "done.json").exists()
+    done = subprocess.run(_cli(killed, "--resume"), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "resuming: " in done.stderr + done.stdout
+    pd.testing.assert_frame_equal(
+        pd.read_csv(killed / "results.csv"), pd.read_csv(whole / "results.csv")
+    )
+    assert (killed / "results.csv").read_bytes() == (whole / "results.csv").read_bytes()
