@@ -32,7 +32,7 @@ def _root(
 
 
 def _mount() -> None:
-    from drdfl.cli import data, diffusion, run, train
+    from drdfl.cli import data, diffusion, run, sweep, train
 
     app.add_typer(data.app, name="data", help="Read, bin, describe and synthesise workload data.")
     app.add_typer(diffusion.app, name="diffusion", help="Train, sample and judge diffusion models.")
@@ -40,6 +40,7 @@ def _mount() -> None:
     app.command("evaluate")(train.evaluate)
     app.command("run")(run.run)
     app.command("report")(run.report)
+    app.command("sweep")(sweep.sweep)
 
 
 _mount()

@@ -1,0 +1,81 @@
+"""``drdfl sweep``: the run's grid (and any config key) as Ray Tune trials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def sweep(
+    profile: Annotated[str | None, typer.Option(help="quick (default) | paper | honest")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML config (may name a profile).")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config key: --set train.epochs=5 (repeatable)."),
+    ] = None,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            help="Vary a config key across trials: --grid train.lr=1e-3,3e-3 (repeatable; "
+            "the points are every combination).",
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path(
+        "runs/sweep"
+    ),
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join (e.g. auto or ray://host:10001); default: local."),
+    ] = None,
+    cpus_per_trial: Annotated[
+        int, typer.Option("--cpus-per-trial", min=1, help="CPUs (torch threads) per trial.")
+    ] = 1,
+    resume: Annotated[bool, typer.Option(help="Skip units already finished in OUT.")] = False,
+    device: Annotated[str | None, typer.Option(help="cpu | cuda")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Directory of real traces.")
+    ] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Run every method × seed × grid point as Ray Tune trials; write the tables and reports.
+
+    Exits with status 1 when a trial failed twice (it is listed in OUT/failed.json).
+    """
+    from drdfl.config import resolve_config
+    from drdfl.evaluation.report import print_summary
+    from drdfl.sweep import Sweep, parse_grid
+
+    overrides = list(set_ or [])
+    if device is not None:
+        overrides.append(f"device={device}")
+    if data_dir is not None:
+        overrides.append(f'data.data_dir="{data_dir}"')
+    cfg = resolve_config(profile, config, overrides)
+    runner = Sweep(
+        cfg,
+        out,
+        parse_grid(list(grid or [])),
+        resume=resume,
+        address=address,
+        cpus_per_trial=cpus_per_trial,
+        progress=progress,
+    )
+    result = runner.execute()
+    retried = sum(1 for t in result.trials if t["status"] == "done" and t["attempts"] > 1)
+    typer.echo(
+        f"{len(result.trials)} trial(s): {len(result.trials) - len(result.failed)} done "
+        f"({retried} after a retry), {len(result.failed)} failed or not run"
+    )
+    for trial in result.failed:
+        typer.echo(f"  {trial['status']}: {trial['trial']}: {trial['error']}")
+    if len(result.results):
+        typer.echo(print_summary(result.out))
+        typer.echo(f"report: {result.out / 'report.md'} and {result.out / 'report.html'}")
+    for point in result.points if runner.grid else []:
+        typer.echo(f"  {point.label}: {runner.point_dir(point) / 'report.md'}")
+    if result.failed:
+        typer.echo(f"failures: {result.out / 'failed.json'}", err=True)
+        raise typer.Exit(1)

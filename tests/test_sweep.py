@@ -1,0 +1,191 @@
+"""``drdfl sweep`` on a local Ray instance: grid points, retries, failures, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from drdfl.cli import app
+from drdfl.config import resolve_config
+from drdfl.errors import ConfigError, DrdflError
+from drdfl.pipeline import Run, Unit
+from drdfl.sweep import FAIL_ENV, Sweep, expand_grid, parse_grid, plan_trials, require_ray
+
+TINY = [
+    "seeds=0",
+    "methods=mse,dfl",
+    "train.epochs=1",
+    "data.synthetic_days=0.3",
+    "evaluation.skyline=false",
+    "evaluation.corruptions=false",
+]
+POINTS = ("lr=0.001", "lr=0.003")
+
+
+def _args(out: Path, *extra: str, sets: list[str] = TINY) -> list[str]:
+    args = ["sweep", "--profile", "quick", "--out", str(out), "--no-progress"]
+    for item in sets:
+        args += ["--set", item]
+    return [*args, *extra]
+
+
+@pytest.fixture(scope="module")
+def ray_local(tmp_path_factory: pytest.TempPathFactory):
+    """One local Ray instance for the module; the diffusion cache in a temporary folder."""
+    ray = require_ray()
+    previous = os.environ.get("DRDFL_CACHE_DIR")
+    os.environ["DRDFL_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+    if previous is None:
+        os.environ.pop("DRDFL_CACHE_DIR")
+    else:
+        os.environ["DRDFL_CACHE_DIR"] = previous
+
+
+@pytest.fixture(scope="module")
+def grid_sweep(ray_local, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A two-point learning-rate grid whose DFL trial at lr=0.001 fails once."""
+    out = tmp_path_factory.mktemp("sweep") / "out"
+    result = CliRunner().invoke(
+        app,
+        _args(out, "--grid", "train.lr=1e-3,3e-3"),
+        env={FAIL_ENV: "1:lr=0.001/dfl-s0"},
+    )
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_grid_sweep_has_every_point_method_and_seed(grid_sweep: tuple[Path, str]) -> None:
+    out, _ = grid_sweep
+    results = pd.read_csv(out / "results.csv")
+    main = results[(results["suite"] == "synthetic") & (results["metric"] == "normalized_regret")]
+    expected = {f"{m}[{p}]" for m in ("mse", "dfl") for p in POINTS}
+    assert set(main["method"]) == expected
+    assert set(main["seed"]) == {0}
+    per_method = main.groupby("method")["test_set"].nunique()
+    assert (per_method == main["test_set"].nunique()).all() and main["test_set"].nunique() >= 3
+    assert np.isfinite(main["value"]).all()
+    for point in POINTS:
+        folder = out / "points" / point
+        own = pd.read_csv(folder / "results.csv")
+        mine = results[results["method"].str.endswith(f"[{point}]")]
+        assert len(own) == len(mine)
+        assert np.array_equal(own["value"].to_numpy(), mine["value"].to_numpy())
+        assert (folder / "report.md").is_file() and (folder / "units" / "dfl-s0").is_dir()
+    lr = [resolve_config(path=out / "points" / p / "config.toml").train.lr for p in POINTS]
+    assert lr == [1e-3, 3e-3]
+    # The grid key took effect: the two learning rates train different forecasters.
+    dfl = main[main["method"].str.startswith("dfl")].pivot(
+        index="test_set", columns="method", values="value"
+    )
+    assert not np.allclose(dfl.iloc[:, 0], dfl.iloc[:, 1])
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert all(m in report for m in expected)
+    assert (out / "report.html").stat().st_size > 1000
+    meta = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert [p["label"] for p in meta["points"]] == list(POINTS) and meta["failed"] == []
+
+
+def test_a_failed_trial_is_retried_once(grid_sweep: tuple[Path, str]) -> None:
+    out, output = grid_sweep
+    trials = {t["trial"]: t for t in json.loads((out / "trials.json").read_text())}
+    assert set(trials) == {f"{p}/{u}" for p in POINTS for u in ("mse-s0", "dfl-s0")}
+    assert trials["lr=0.001/dfl-s0"]["attempts"] == 2
+    assert all(t["status"] == "done" for t in trials.values())
+    assert sorted(t["attempts"] for t in trials.values()) == [1, 1, 1, 2]
+    assert json.loads((out / "failed.json").read_text()) == []
+    assert "4 done (1 after a retry), 0 failed" in output
+    assert "lr=0.001/dfl-s0: failed, retrying once" in (out / "sweep.log").read_text()
+
+
+def test_resume_runs_nothing_and_keeps_the_table(grid_sweep: tuple[Path, str]) -> None:
+    out, _ = grid_sweep
+    before = (out / "results.csv").read_bytes()
+    result = CliRunner().invoke(app, _args(out, "--grid", "train.lr=1e-3,3e-3", "--resume"))
+    assert result.exit_code == 0, result.output
+    assert "0 trial(s)" in result.output
+    assert (out / "results.csv").read_bytes() == before
+    cfg = resolve_config("quick", overrides=TINY)
+    with pytest.raises(ConfigError, match="grid differs"):
+        Sweep(cfg, out, {"train.lr": [1e-3]}, resume=True).prepare()
+    with pytest.raises(ConfigError, match="already holds a sweep"):
+        Sweep(cfg, out, {"train.lr": [1e-3, 3e-3]}).prepare()
+
+
+def test_a_trial_failing_twice_is_reported_with_what_it_blocked(ray_local, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    sets = [*TINY[:1], "methods=mse,dfl,wdro", *TINY[2:]]
+    result = CliRunner().invoke(app, _args(out, sets=sets), env={FAIL_ENV: "2:dfl-s0"})
+    assert result.exit_code == 1, result.output
+    failed = {t["trial"]: t for t in json.loads((out / "failed.json").read_text())}
+    assert set(failed) == {"dfl-s0", "wdro-s0"}
+    assert failed["dfl-s0"]["status"] == "failed" and failed["dfl-s0"]["attempts"] == 2
+    assert "InjectedFailure" in failed["dfl-s0"]["error"]
+    assert failed["wdro-s0"]["status"] == "not run" and "dfl-s0" in failed["wdro-s0"]["error"]
+    assert "failed: dfl-s0" in result.output and "not run: wdro-s0" in result.output
+    results = pd.read_csv(out / "results.csv")
+    assert set(results["method"]) == {"mse"} and np.isfinite(results["value"]).all()
+    assert (out / "report.md").is_file()
+
+
+def test_grid_parsing_labels_and_validation() -> None:
+    grid = parse_grid(["train.lr=1e-3,3e-3", "method_params.threed.budget=0.02"])
+    assert grid == {"train.lr": [1e-3, 3e-3], "method_params.threed.budget": [0.02]}
+    cfg = resolve_config("quick", overrides=TINY)
+    points = expand_grid(cfg, grid)
+    assert [p.label for p in points] == ["lr=0.001,budget=0.02", "lr=0.003,budget=0.02"]
+    assert [p.cfg.train.lr for p in points] == [1e-3, 3e-3]
+    assert points[1].cfg.method_params["threed"]["budget"] == 0.02
+    assert cfg.train.lr == 3e-3  # the base config is left alone
+    both = expand_grid(cfg, {"train.lr": [1e-3], "method_params.dfl.lr": [1e-2]})
+    assert both[0].label == "train.lr=0.001,dfl.lr=0.01"
+    assert expand_grid(cfg, {})[0].cfg is cfg
+    for grid_, message in (
+        ({"seeds": [0, 1]}, "already runs all seeds"),
+        ({"train.lr": [-1.0]}, "train.lr"),
+        ({"train.lrr": [1.0]}, "train.lrr: unknown key"),
+        ({"train.lr.x": [1.0]}, "train.lr is a value"),
+        ({"train.lr": [1e-3, 0.001]}, "repeated"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            expand_grid(cfg, grid_)
+    with pytest.raises(ConfigError, match="expected key.path=value1"):
+        parse_grid(["train.lr"])
+
+
+def test_plan_puts_dependencies_in_the_first_wave(tmp_path: Path) -> None:
+    sets = [*TINY[:1], "seeds=0,1", "methods=mse,dfl,threed,wdro", *TINY[2:]]
+    cfg = resolve_config("quick", overrides=sets)
+    points = expand_grid(cfg, {"method_params.threed.budget": [0.01, 0.02]})
+    runs = [Run(p.cfg, tmp_path / p.id, cache=tmp_path / "cache") for p in points]
+    first, second = plan_trials(points, runs)
+    assert sorted(t.id for t in first) == sorted(
+        [f"budget={b}/{m}-s{s}" for b in (0.01, 0.02) for m in ("mse", "dfl") for s in (0, 1)]
+        + ["budget=0.01/reference-s0", "budget=0.01/reference-s1"]  # shared by both points
+    )
+    assert {t.unit.label for t in second if t.unit} == {"threed", "threed-mse", "wdro"}
+    threed = next(t for t in second if t.id == "budget=0.02/threed-s1")
+    assert threed.needs == ("budget=0.02/dfl-s1", "budget=0.01/reference-s1")
+    # Resuming with the DFL unit of one seed done: its dependents need only the reference.
+    done = runs[0].unit_dir(Unit("dfl", 0, "dfl"))
+    done.mkdir(parents=True)
+    (done / "done.json").write_text("{}")
+    waves = plan_trials(points, runs, resume=True)
+    ids = {t.id: t for wave in waves for t in wave}
+    assert "budget=0.01/dfl-s0" not in ids and "budget=0.01/wdro-s0" in {t.id for t in waves[0]}
+    assert ids["budget=0.01/threed-s0"].needs == ("budget=0.01/reference-s0",)
+
+
+def test_missing_ray_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(DrdflError, match=r"pip install 'drdfl\[sweep\]'"):
+        require_ray()
