@@ -114,10 +114,8 @@ def sample(
     if threads is not None:
         torch.set_num_threads(threads)
     model = DiffusionModel.load(diff_dir)
-    if model.scaler is None:
-        raise ConfigError(f"{diff_dir}: the model has no scaler, so real units are unknown")
-    u = model.sample(n, rule, steps, seed=seed, progress=True).segments.numpy().astype(np.float64)
-    demand = np.clip(model.scaler.inverse_transform(u), 0.0, None)
+    u = model.sample(n, rule, steps, seed=seed, progress=True).segments.numpy()
+    demand = model.to_demand(u)
     length = model.segment_length
     frame = pd.DataFrame(
         {

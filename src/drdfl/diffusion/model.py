@@ -241,7 +241,7 @@ class DiffusionModel(nn.Module):
             size = min(batch_size, n - lo)
             x_T = torch.randn(size, self.segment_length, generator=gen).to(device)
             x0, tr = run_reverse(
-                self.eps, self.schedule, rule, x_T, steps, gen, keep_last, progress and lo == 0
+                self.eps, self.schedule, rule, x_T, steps, gen, keep_last, progress
             )
             xs.append(x0)
             if tr is not None:
@@ -256,10 +256,14 @@ class DiffusionModel(nn.Module):
         self, n: int, sampler: str | Sampler = "ddpm", steps: int | None = None, seed: int = 0
     ) -> np.ndarray:
         """``n`` segments in real units ``[n, L]`` (needs the scaler), demand clipped at 0."""
+        self.to_demand(np.zeros(0))  # fail before sampling when real units are unknown
+        return self.to_demand(self.sample(n, sampler, steps, seed).segments.cpu().numpy())
+
+    def to_demand(self, u: np.ndarray) -> np.ndarray:
+        """Normalized values → real units, clipped at 0 because demand cannot be negative."""
         if self.scaler is None:
             raise ModelError("this diffusion model has no scaler; real units are unknown")
-        u = self.sample(n, sampler, steps, seed).segments.cpu().numpy().astype(np.float64)
-        return np.clip(self.scaler.inverse_transform(u), 0.0, None)
+        return np.clip(self.scaler.inverse_transform(np.asarray(u, dtype=np.float64)), 0.0, None)
 
     def clone(self) -> DiffusionModel:
         """An independent copy (e.g. θ initialised at the reference θ₀)."""

@@ -172,7 +172,7 @@ def _read_checkpoint(
     fingerprint: str,
 ) -> dict[str, Any]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ModelError(f"{path}: unreadable training checkpoint ({exc})") from None
     found = cast(
