@@ -256,14 +256,18 @@ class DiffusionModel(nn.Module):
         self, n: int, sampler: str | Sampler = "ddpm", steps: int | None = None, seed: int = 0
     ) -> np.ndarray:
         """``n`` segments in real units ``[n, L]`` (needs the scaler), demand clipped at 0."""
-        self.to_demand(np.zeros(0))  # fail before sampling when real units are unknown
+        self._require_scaler()
         return self.to_demand(self.sample(n, sampler, steps, seed).segments.cpu().numpy())
 
     def to_demand(self, u: np.ndarray) -> np.ndarray:
         """Normalized values → real units, clipped at 0 because demand cannot be negative."""
+        scaler = self._require_scaler()
+        return np.clip(scaler.inverse_transform(np.asarray(u, dtype=np.float64)), 0.0, None)
+
+    def _require_scaler(self) -> Scaler:
         if self.scaler is None:
             raise ModelError("this diffusion model has no scaler; real units are unknown")
-        return np.clip(self.scaler.inverse_transform(np.asarray(u, dtype=np.float64)), 0.0, None)
+        return self.scaler
 
     def clone(self) -> DiffusionModel:
         """An independent copy (e.g. θ initialised at the reference θ₀)."""
