@@ -59,6 +59,7 @@ NOT_GRIDDED = ("seeds", "methods")
 FORWARDED_ENV = ("DRDFL_DATA_DIR", "DRDFL_CACHE_DIR", "DRDFL_OFFLINE")
 FAIL_ENV = "DRDFL_SWEEP_FAIL"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class InjectedFailure(RuntimeError):
@@ -176,6 +177,11 @@ def expand_grid(cfg: ExperimentConfig, grid: dict[str, list[Any]]) -> list[Point
         assert isinstance(point_cfg, ExperimentConfig)
         values = dict(zip(keys, combo, strict=True))
         points.append(Point(_UNSAFE.sub("_", label), label, values, point_cfg))
+    ids = [p.id for p in points]
+    if len(set(ids)) < len(ids):
+        raise ConfigError(
+            f"--grid: values that differ only in characters unsafe in a folder name ({ids})"
+        )
     return points
 
 
@@ -396,8 +402,6 @@ class Sweep:
         write_json(previous, spec)
         handler = logging.FileHandler(self.out / "sweep.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        for old in log.handlers:
-            old.close()
         log.handlers = [handler]
         log.setLevel(logging.INFO)
         log.propagate = False
@@ -469,11 +473,12 @@ class Sweep:
                 "attempts": _attempts(self.out, spec["id"]),
                 "tune_dir": str(result.path),
             }
-            if result.error is None:
-                metrics = result.metrics or {}
-                record.update(status="done", seconds=metrics.get("seconds"))
+            metrics = result.metrics or {}
+            if result.error is None and "line" in metrics:
+                record.update(status="done", seconds=metrics["seconds"])
             else:
-                text = str(result.error).strip()
+                # An interrupted experiment leaves trials with neither a result nor an error.
+                text = _ANSI.sub("", str(result.error or "did not finish (interrupted)")).strip()
                 record.update(
                     status="failed", error=_last_error_line(text), traceback=text, seconds=None
                 )
@@ -490,46 +495,58 @@ class Sweep:
     def execute(self) -> SweepResult:
         """Run every trial not yet done, then assemble the tables and reports."""
         self.prepare()
-        waves = plan_trials(self.points, self.runs, self.resume)
-        total = sum(len(w) for w in waves)
-        log.info(
-            "sweep of %d point(s): %d trial(s) in %d wave(s)", len(self.points), total, len(waves)
-        )
+        try:
+            waves = plan_trials(self.points, self.runs, self.resume)
+            log.info(
+                "sweep of %d point(s): %d trial(s) in %d wave(s)",
+                len(self.points),
+                sum(len(w) for w in waves),
+                len(waves),
+            )
+            records = self._run_waves(waves) if waves else []
+            result = self.assemble(records)
+            log.info(
+                "sweep finished: %d trial(s) done, %d failed or not run",
+                len(records) - len(result.failed),
+                len(result.failed),
+            )
+            return result
+        finally:
+            for handler in log.handlers:
+                handler.close()
+            log.handlers = []
+
+    def _run_waves(self, waves: list[list[Trial]]) -> list[dict[str, Any]]:
+        """Run the waves on Ray (joining ``address`` or starting a local instance unless
+        one is running); a trial whose need failed is recorded as not run."""
+        ray = require_ray()
+        started = not ray.is_initialized()
+        if started:
+            init: dict[str, Any] = {"address": self.address, "log_to_driver": False}
+            if self.address is None:
+                init.update(num_cpus=self.num_cpus, include_dashboard=False)
+            ray.init(**init)
         records: list[dict[str, Any]] = []
-        if total:
-            ray = require_ray()
-            started = not ray.is_initialized()
+        failed: set[str] = set()
+        try:
+            for index, wave in enumerate(waves):
+                runnable = []
+                for trial in wave:
+                    blocked = [n for n in trial.needs if n in failed]
+                    if blocked:
+                        failed.add(trial.id)
+                        records.append(_not_run(trial, self.points[trial.point].label, blocked))
+                        log.error("%s not run: %s failed", trial.id, ", ".join(blocked))
+                    else:
+                        runnable.append(trial)
+                if runnable:
+                    done = self._run_wave(index, runnable)
+                    failed.update(r["trial"] for r in done if r["status"] != "done")
+                    records.extend(done)
+        finally:
             if started:
-                init: dict[str, Any] = {"address": self.address, "log_to_driver": False}
-                if self.address is None:
-                    init.update(num_cpus=self.num_cpus, include_dashboard=False)
-                ray.init(**init)
-            try:
-                failed: set[str] = set()
-                for index, wave in enumerate(waves):
-                    runnable = []
-                    for trial in wave:
-                        blocked = [n for n in trial.needs if n in failed]
-                        if blocked:
-                            failed.add(trial.id)
-                            records.append(_not_run(trial, self.points[trial.point].label, blocked))
-                            log.error("%s not run: %s failed", trial.id, ", ".join(blocked))
-                        else:
-                            runnable.append(trial)
-                    if runnable:
-                        done = self._run_wave(index, runnable)
-                        failed.update(r["trial"] for r in done if r["status"] != "done")
-                        records.extend(done)
-            finally:
-                if started:
-                    ray.shutdown()
-        result = self.assemble(records)
-        log.info(
-            "sweep finished: %d trial(s) done, %d failed or not run",
-            len(records) - len(result.failed),
-            len(result.failed),
-        )
-        return result
+                ray.shutdown()
+        return records
 
     # ---------------------------------------------------------------- assemble
     def assemble(self, records: list[dict[str, Any]]) -> SweepResult:
@@ -594,7 +611,7 @@ def _not_run(trial: Trial, point_label: str, blocked: list[str]) -> dict[str, An
         "seed": trial.seed,
         "attempts": 0,
         "status": "not run",
-        "error": f"not run: needs {', '.join(blocked)}, which failed",
+        "error": f"needs {', '.join(blocked)}, which failed",
         "seconds": None,
     }
 
