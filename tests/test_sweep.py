@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from drdfl.cli import app
+from drdfl.cli import app, main
 from drdfl.config import resolve_config
 from drdfl.errors import ConfigError, DrdflError
 from drdfl.pipeline import Run, Unit
@@ -189,3 +189,19 @@ def test_missing_ray_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(DrdflError, match=r"pip install 'drdfl\[sweep\]'"):
         require_ray()
+
+
+def test_cli_bad_grid_is_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    for grid, message in (
+        ("seeds=0,1", "error: --grid seeds: every point already runs all seeds"),
+        ("train.lr=0.001,-1", "error: grid point lr=-1: train.lr: Input should be greater than 0"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(_args(out, "--grid", grid))
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(message) and "\n" not in err
+    assert not out.exists()
