@@ -1,0 +1,556 @@
+"""Run every benchmark, then write ``BENCHMARKS.md`` from ``benchmarks/results/*.json``.
+
+Each benchmark script runs in its own subprocess, so its peak memory is its own (taken
+from the kernel's accounting of that child). ``--quick`` runs small versions of them as
+a smoke check (numbers not representative) into a temporary directory unless ``--out``
+is given; ``--out DIR`` writes the results to ``DIR/results/`` and the markdown to
+``DIR/BENCHMARKS.md``. ``--render-only`` rewrites the markdown from existing results.
+
+    python benchmarks/run.py [--quick] [--out DIR] [--only NAME,...] [--render-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DEFAULT_RESULTS = HERE / "results"
+DEFAULT_MARKDOWN = ROOT / "BENCHMARKS.md"
+RUN_LOG = "run.json"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark script and how to call it."""
+
+    name: str
+    script: str
+    quick_args: tuple[str, ...] | None  # None: not run in quick mode
+    #: flag naming the results file; None: the script always writes benchmarks/results/
+    output_flag: str | None = "--output"
+    why_not_quick: str = ""
+
+
+BENCHMARKS = (
+    Benchmark("readers", "bench_readers.py", ("--rows", "200000", "--small-rows", "50000")),
+    Benchmark(
+        "diffusion",
+        "bench_diffusion.py",
+        None,
+        output_flag=None,
+        why_not_quick="its shortest run takes minutes (fixed wall-time budget)",
+    ),
+    Benchmark("training", "bench_training.py", ("--quick",)),
+    Benchmark("pipeline", "bench_pipeline.py", ("--quick",)),
+)
+
+
+def run_one(bench: Benchmark, results: Path, quick: bool) -> dict[str, Any]:
+    """Run ``bench`` in a subprocess; its wall time, peak RSS and exit status."""
+    args = list(bench.quick_args or ()) if quick else []
+    if bench.output_flag is not None:
+        args += [bench.output_flag, str(results / f"{bench.name}.json")]
+    command = [sys.executable, str(HERE / bench.script), *args]
+    print(f"== {bench.name}: {' '.join(command[1:])}", flush=True)
+    started = time.perf_counter()
+    child = subprocess.Popen(command, cwd=ROOT)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return {
+        "benchmark": bench.name,
+        "command": " ".join(["python", f"benchmarks/{bench.script}", *args]),
+        "seconds": round(time.perf_counter() - started, 1),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # KiB on Linux
+        "returncode": child.returncode,
+    }
+
+
+def run_all(results: Path, quick: bool, only: list[str] | None = None) -> dict[str, Any]:
+    """Every benchmark (of ``only``, if given) that can run in this mode and place; the log
+    of what ran."""
+    results.mkdir(parents=True, exist_ok=True)
+    ran, skipped = [], []
+    for bench in BENCHMARKS:
+        if only is not None and bench.name not in only:
+            skipped.append({"benchmark": bench.name, "reason": "not selected (--only)"})
+        elif quick and bench.quick_args is None:
+            reason = f"quick mode: {bench.why_not_quick}"
+            skipped.append({"benchmark": bench.name, "reason": reason})
+        elif bench.output_flag is None and results.resolve() != DEFAULT_RESULTS.resolve():
+            skipped.append({"benchmark": bench.name, "reason": f"writes only to {DEFAULT_RESULTS}"})
+        else:
+            ran.append(run_one(bench, results, quick))
+    flags = (" --quick" if quick else "") + (f" --only {','.join(only)}" if only else "")
+    return {
+        "command": "python benchmarks/run.py" + flags,
+        "quick": quick,
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "ran": ran,
+        "skipped": skipped,
+    }
+
+
+def load_results(results: Path) -> dict[str, dict[str, Any]]:
+    """Every ``*.json`` in ``results``, by file stem."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(results.glob("*.json"))}
+
+
+# ------------------------------------------------------------------------- rendering
+def fmt_s(seconds: float | None) -> str:
+    """Seconds for people: ``0.84 s``, ``12.3 s``, ``4.2 min``, ``3.7 h``."""
+    if seconds is None:
+        return "–"
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def fmt_mib(mib: float | None) -> str:
+    return "–" if mib is None else f"{mib:.0f} MiB"
+
+
+def table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    """A markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _machine_section(res: dict[str, dict[str, Any]]) -> list[str]:
+    order = ("pipeline", "training", "diffusion", "readers")
+    machine = next((res[k]["machine"] for k in order if "machine" in res.get(k, {})), None)
+    log = res.get("run", {})
+    lines = ["## Machine and run", ""]
+    if machine is None:
+        return [*lines, "No machine facts recorded.", ""]
+    rows = [
+        ["CPU", f"{machine.get('cpu_model', machine.get('processor', '?'))}"],
+        ["cores", machine.get("cpus", "?")],
+        ["torch threads", machine.get("torch_threads", "?")],
+        ["torch", machine.get("torch", "?")],
+        ["platform", machine.get("platform", "?")],
+        ["date", log.get("date", machine.get("date", "?"))],
+        ["command", f"`{log.get('command', 'python benchmarks/run.py')}`"],
+    ]
+    lines += table(["", ""], rows)
+    loads = [
+        f"{name}: {r['machine']['load_average_at_start'][0]:.1f}"
+        for name, r in res.items()
+        if "load_average_at_start" in r.get("machine", {})
+    ]
+    lines += [
+        "The machine is shared with other work: the 1-minute load average at the start of "
+        "each benchmark was " + ", ".join(loads) + " (2 cores). Ratios are measured within "
+        "one process, one right after the other, so that load hits both sides alike; "
+        "absolute times are upper bounds for an idle machine.",
+        "",
+    ]
+    if log.get("quick"):
+        lines += ["**Quick mode: tiny measurements for a smoke check; not representative.**", ""]
+    return lines
+
+
+def _targets_section(res: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["## Targets of issue 6", ""]
+    pipe = res.get("pipeline")
+    if pipe is None:
+        return [*lines, "Not measured (pipeline benchmark not run).", ""]
+    est = pipe["stages"]["estimate"]
+    lo, hi, tg = est["low"], est["high"], est["targets"]
+
+    def verdict(met: bool) -> str:
+        return "met" if met else "**missed**"
+
+    rows = [
+        [
+            "`paper` profile, 1 seed, every method, diffusion 7,000 iterations included",
+            f"≤ {fmt_s(tg['total_s_max'])}",
+            f"{fmt_s(lo['total_s'])} – {fmt_s(hi['total_s'])} (estimate)",
+            verdict(tg["total_met"]),
+            lo["dominant_stage"],
+        ],
+        [
+            "3D-Learning training / DFL training (same epochs)",
+            f"≤ {tg['overhead_max']:g}×",
+            f"{lo['overhead_ratio']:g}× – {hi['overhead_ratio']:g}× "
+            f"(per outer epoch {est['overhead_ratio_per_epoch']:g}×)",
+            verdict(tg["overhead_met"]),
+            "3D-Learning inner maximisation" if not tg["overhead_met"] else "",
+        ],
+    ]
+    lines += table(["target", "bound", "measured / estimated", "verdict", "dominant"], rows)
+    lines += [
+        f"The full-run figure is an **estimate** assembled from the stage measurements below "
+        f"(no full `paper` run fits the benchmark's time): diffusion pre-training at the "
+        f"measured speed × 7,000 iterations, every unit's epochs × its measured epoch cost, "
+        f"3D-Learning's one-time setup, and the evaluation of every test set of every unit. "
+        f"The two bounds are {lo['epochs']} epochs (the earliest early stop, patience + 1) "
+        f"and {hi['epochs']} (the epoch limit); a verdict is taken at the lower bound. "
+        f"Units: {', '.join(est['units'])}.",
+        "",
+        "Estimated time by stage:",
+        "",
+    ]
+    rows = [
+        [
+            k,
+            fmt_s(lo["stages_s"][k]),
+            f"{lo['stages_s'][k] / lo['total_s']:.0%}",
+            fmt_s(hi["stages_s"][k]),
+            f"{hi['stages_s'][k] / hi['total_s']:.0%}",
+        ]
+        for k in lo["stages_s"]
+    ]
+    rows.append(["**total**", fmt_s(lo["total_s"]), "", fmt_s(hi["total_s"]), ""])
+    lines += table(
+        ["stage", f"{lo['epochs']} epochs", "share", f"{hi['epochs']} epochs", "share"], rows
+    )
+    th = pipe["stages"]["threed"]
+    lines += [
+        f"3D-Learning's cost per unit: a one-time setup of {fmt_s(est['threed_setup_s'])} "
+        f"(drawing θ₀'s pool of full DDPM chains) and {fmt_s(est['threed_outer_epoch_s'])} "
+        f"per outer epoch, of which the inner maximisation is "
+        f"{fmt_s(th['inner_epoch_s'])} per inner epoch × {th['paper_inner_epochs']} inner "
+        f"epochs; the decision-focused pass itself costs "
+        f"{fmt_s(th['dfl_pass_s'])}, as a DFL epoch does.",
+        "",
+    ]
+    return lines
+
+
+def _stages_section(res: dict[str, dict[str, Any]]) -> list[str]:
+    pipe = res.get("pipeline")
+    lines = ["## Stages of the `paper` profile", ""]
+    if pipe is None:
+        return [*lines, "Not measured.", ""]
+    s = pipe["stages"]
+    d, smp, dfl, th, ev = (
+        s["diffusion_pretraining"],
+        s["sampling"],
+        s["dfl_epoch"],
+        s["threed"],
+        s["evaluation"],
+    )
+    biggest = max(ev["sets"], key=lambda r: r["windows"])
+    rows = [
+        [
+            "data: build the paper suite",
+            fmt_s(s["suite"]["seconds"]),
+            fmt_mib(s["suite"]["peak_rss_mib"]),
+            "measured",
+        ],
+        [
+            f"diffusion pre-training ({d['preset']} preset), per 1,000 iterations",
+            fmt_s(d["s_per_1000_iterations"]),
+            fmt_mib(d["peak_rss_mib"]),
+            f"extrapolated from {d['measured_iterations']} iterations; "
+            f"{d['preset_iterations']:,} iterations ≈ {fmt_s(d['preset_total_s'])}",
+        ],
+        [
+            f"sampling, DDPM {smp['steps']} steps, per 1,000 segments of {smp['segment_length']}",
+            fmt_s(smp["s_per_1000_segments"]),
+            fmt_mib(smp["peak_rss_mib"]),
+            f"extrapolated from {smp['measured_segments']} segments",
+        ],
+        [
+            f"DFL epoch ({dfl['train_windows']:,} windows + {dfl['validation_windows']:,} "
+            "validation)",
+            fmt_s(dfl["epoch_s"]),
+            fmt_mib(dfl["peak_rss_mib"]),
+            f"extrapolated from {dfl['measured_windows']} windows"
+            if dfl["extrapolated"]
+            else "measured",
+        ],
+        [
+            f"3D-Learning outer epoch ({th['paper_inner_epochs']} inner epochs)",
+            fmt_s(th["outer_epoch_paper_s"]),
+            fmt_mib(th["peak_rss_mib"]),
+            f"measured with {th['measured_inner_epochs']} inner epoch(s) "
+            f"({fmt_s(th['measured_outer_epoch_s'])}), the rest extrapolated",
+        ],
+        [
+            "3D-Learning setup (pool of θ₀ trajectories)",
+            fmt_s(th["setup_paper_s"]),
+            "–",
+            "estimated from the sampling stage",
+        ],
+        [
+            f"evaluation of one test set ({biggest['test_set']}, {biggest['windows']:,} windows)",
+            fmt_s(biggest["seconds"]),
+            fmt_mib(biggest["peak_rss_mib"]),
+            f"measured, {ev['bootstrap']} bootstrap resamples",
+        ],
+    ]
+    lines += table(["stage", "wall time", "peak RSS", "how"], rows)
+    lines += [
+        f"Evaluation time ≈ {ev['fit']['a_s']:.2f} s + "
+        f"{1e6 * ev['fit']['b_s_per_window']:.0f} µs × windows (fitted on "
+        + ", ".join(f"{r['test_set']} {fmt_s(r['seconds'])}" for r in ev["sets"])
+        + f"); one unit is scored on {s['test_windows']['main']:,} main-suite windows, "
+        f"{s['test_windows']['corruptions']:,} corrupted and {s['test_windows']['skyline_score']:,}"
+        " skyline windows.",
+        "",
+        "The 3D-Learning outer epoch is measured against a θ₀ with the `paper` preset's U-Net "
+        "but T = T′ = 10 steps: every call in the outer epoch then has the paper's shapes, "
+        "while drawing the pool (one-time setup, 256 full 500-step chains) takes seconds "
+        "instead of the estimated setup above.",
+        "",
+        "Epoch cost of the other methods relative to DFL (same windows, one process):",
+        "",
+    ]
+    me = s["method_epochs"]
+    rows = [[k, f"{v:.2f}×", fmt_s(v * dfl["epoch_s"])] for k, v in me["ratio_to_dfl"].items()]
+    lines += table(["method", "epoch / DFL epoch", "epoch (est.)"], rows)
+    if "threads_probe" in s:
+        tp = s["threads_probe"]
+        one, two = tp["seconds_by_threads"]["1"], tp["seconds_by_threads"]["2"]
+        lines += [
+            f"Threads: {tp['batches']} DFL batches took {fmt_s(one)} with 1 intra-op thread "
+            f"and {fmt_s(two)} with 2 ({two / one:.1f}×) on this shared machine; every "
+            "number here uses the thread count in the machine table.",
+            "",
+        ]
+    return lines
+
+
+def _scaling_section(res: dict[str, dict[str, Any]]) -> list[str]:
+    pipe = res.get("pipeline")
+    lines = ["## Scaling with training-series length", ""]
+    if pipe is None:
+        return [*lines, "Not measured.", ""]
+    rows_in = pipe["stages"]["scaling"]
+    base = rows_in[0]
+    rows = [
+        [
+            f"×{r['factor']}",
+            f"{r['train_slots']:,}",
+            f"{r['train_windows']:,}",
+            fmt_s(r["dfl_epoch_s"]),
+            f"{r['dfl_epoch_s'] / base['dfl_epoch_s']:.1f}×",
+            fmt_s(r["threed_outer_epoch_s"]),
+            f"{r['threed_outer_epoch_s'] / base['threed_outer_epoch_s']:.1f}×",
+            fmt_mib(r["threed_peak_rss_mib"]),
+        ]
+        for r in rows_in
+    ]
+    sizes = pipe.get("sizes", {})
+    lines += table(
+        [
+            "length",
+            "training slots",
+            "training windows",
+            "DFL epoch",
+            "vs ×1",
+            "3D-Learning outer epoch",
+            "vs ×1",
+            "peak RSS",
+        ],
+        rows,
+    )
+    lines += [
+        f"Synthetic chat workload at 5 s, {sizes.get('scaling_base_days', 0) * 24:.1f} hours "
+        "at ×1 (70 % trains). The 3D-Learning epoch here is reduced (one inner epoch, "
+        f"{sizes.get('scaling_threed', {}).get('trajectories', '?')} trajectories, the "
+        f"`{sizes.get('scaling_preset', '?')}` U-Net) so that the decision-focused pass, the "
+        "only part that grows with the series, is visible next to the inner maximisation, "
+        "whose cost does not depend on the series length.",
+        "",
+    ]
+    return lines
+
+
+def _training_section(res: dict[str, dict[str, Any]]) -> list[str]:
+    t = res.get("training")
+    lines = ["## DFL epoch: vectorised vs. per-window loop (issue 3)", ""]
+    if t is None:
+        return [*lines, "Not measured.", ""]
+    d, p, eq = t["data"], t["prefix"], t["equivalence"]
+    rows = [
+        [
+            "vectorised (drdfl's DFLMethod)",
+            fmt_s(t["vectorised_epoch_s"]),
+            f"{t['vectorised_ms_per_window']:.3f} ms",
+            f"measured, median of {len(t['vectorised_full_epoch']['runs_s'])}"
+            if t["vectorised_epoch_measured"]
+            else f"extrapolated from {p['batches']} of {d['batches']} batches",
+        ],
+        [
+            "per-window loop (in the benchmark)",
+            fmt_s(t["loop_epoch_s"]),
+            f"{t['loop_ms_per_window']:.3f} ms",
+            "measured"
+            if t["loop_epoch_measured"]
+            else f"extrapolated from {p['batches']} of {d['batches']} batches",
+        ],
+    ]
+    lines += table(["path", "one epoch", "per window", "how"], rows)
+    lines += [
+        f"**Speed-up: {t['speedup']:.1f}×** (loop / vectorised on the same {p['windows']:,} "
+        f"windows: {fmt_s(p['loop_s'])} vs {fmt_s(p['vectorised_s'])}). Paper training split: "
+        f"{d['train_windows']:,} windows of {d['window']} → {d['horizon']}, {d['batches']} "
+        f"batches of {d['batch_size']}, `{d['forecaster']}` forecaster, task "
+        f"`{d['task']}`, validation excluded. Both paths agree on one batch (dropout off): "
+        f"loss relative difference {eq['loss_rel_diff']:.1e}, gradient "
+        f"{eq['grad_max_abs_diff_rel']:.1e}.",
+        "",
+    ]
+    return lines
+
+
+def _diffusion_section(res: dict[str, dict[str, Any]]) -> list[str]:
+    r = res.get("diffusion")
+    lines = ["## Diffusion training and sampling (issue 4)", ""]
+    if r is None:
+        return [*lines, "Not run in this mode.", ""]
+    rows = []
+    for name, sp in r["speed"].items():
+        samp = sp["sampling"]
+        rows.append(
+            [
+                name,
+                fmt_s(sp["train_s_per_1000_iterations"]),
+                fmt_s(samp.get("ddpm", {}).get("s_per_1000_segments")),
+                fmt_s(samp.get("ddim", {}).get("s_per_1000_segments")),
+                fmt_mib(sp.get("train_peak_rss_mib")),
+            ]
+        )
+    lines += table(
+        [
+            "preset",
+            "per 1,000 iterations",
+            "DDPM per 1,000 segments",
+            "DDIM per 1,000 segments",
+            "peak RSS (training)",
+        ],
+        rows,
+    )
+    q = r.get("quality")
+    if q:
+        lines += [
+            f"Quality after {fmt_s(q['budget_s'])} of training ({q['iterations_reached']:,} "
+            f"iterations of `fast` on {q['series']}):",
+            "",
+        ]
+        qrows = [
+            [
+                s,
+                f"{v['target']['generated_vs_heldout_wasserstein']:.4f}",
+                f"{v['target']['bound']:.4f}",
+                "met" if v["target"]["met"] else "**missed**",
+            ]
+            for s, v in q["by_sampler"].items()
+        ]
+        lines += table(["sampler", "W(generated, held-out)", "bound", "target"], qrows)
+    lines += ["Speeds extrapolated from short runs; see `benchmarks/bench_diffusion.py`.", ""]
+    return lines
+
+
+def _readers_section(res: dict[str, dict[str, Any]]) -> list[str]:
+    r = res.get("readers")
+    lines = ["## Chunked Azure trace reader (issue 2)", ""]
+    if r is None:
+        return [*lines, "Not measured.", ""]
+    rows = [
+        [
+            f"{x['rows']:,}",
+            f"{x['file_mb']:.0f} MB",
+            fmt_s(x["seconds"]),
+            f"{x['rows_per_s']:,}",
+            fmt_mib(x["peak_rss_mb"]),
+        ]
+        for x in r["runs"]
+    ]
+    lines += table(["requests", "file", "read + bin 5 s", "rows/s", "peak RSS"], rows)
+    return lines
+
+
+def _runs_section(res: dict[str, dict[str, Any]]) -> list[str]:
+    log = res.get("run")
+    lines = ["## Benchmark processes", ""]
+    if log is None:
+        return [*lines, "No run log.", ""]
+    rows = [
+        [
+            r["benchmark"],
+            f"`{r['command']}`",
+            fmt_s(r["seconds"]),
+            fmt_mib(r["peak_rss_mib"]),
+            "ok" if r["returncode"] == 0 else f"failed ({r['returncode']})",
+        ]
+        for r in log["ran"]
+    ]
+    rows += [[s["benchmark"], "–", "–", "–", f"skipped: {s['reason']}"] for s in log["skipped"]]
+    lines += table(["benchmark", "command", "wall time", "peak RSS", "status"], rows)
+    return lines
+
+
+def render(res: dict[str, dict[str, Any]]) -> str:
+    """``BENCHMARKS.md`` from the results, by benchmark name (missing ones say so)."""
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `python benchmarks/run.py` from `benchmarks/results/*.json`; every "
+        "number was measured on the machine below. Extrapolated and estimated figures say so.",
+        "",
+    ]
+    for section in (
+        _machine_section,
+        _targets_section,
+        _stages_section,
+        _scaling_section,
+        _training_section,
+        _diffusion_section,
+        _readers_section,
+        _runs_section,
+    ):
+        lines += section(res)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main() -> None:
+    names = [b.name for b in BENCHMARKS]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small runs (smoke check)")
+    parser.add_argument("--out", type=Path, default=None, help="DIR/results/ and DIR/BENCHMARKS.md")
+    parser.add_argument("--render-only", action="store_true", help="only rewrite the markdown")
+    parser.add_argument(
+        "--only", default=None, help=f"comma-separated subset of: {', '.join(names)}"
+    )
+    args = parser.parse_args()
+    only = None if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
+    if only is not None and (bad := sorted(set(only) - set(names))):
+        parser.error(f"--only: unknown benchmark(s) {', '.join(bad)}; valid: {', '.join(names)}")
+    out = args.out
+    if out is None and args.quick:
+        out = Path(tempfile.gettempdir()) / "drdfl-benchmarks-quick"
+    results = DEFAULT_RESULTS if out is None else out / "results"
+    markdown = DEFAULT_MARKDOWN if out is None else out / "BENCHMARKS.md"
+    from drdfl._io import write_json, write_text
+
+    if not args.render_only:
+        log = run_all(results, args.quick, only)
+        write_json(results / RUN_LOG, log)
+    write_text(markdown, render(load_results(results)))
+    print(f"wrote {markdown}")
+    failed = [r for r in load_results(results).get("run", {}).get("ran", []) if r["returncode"]]
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
