@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 
@@ -36,6 +34,8 @@ def cpu_model() -> str:
 
 def machine(threads: int) -> dict[str, Any]:
     """Facts about where and when the numbers were measured (sets torch's thread count)."""
+    import torch  # here, so that the runner reads paths without loading torch
+
     torch.set_num_threads(threads)
     return {
         "cpus": os.cpu_count(),
@@ -55,21 +55,35 @@ def reset_peak_rss() -> None:
         Path("/proc/self/clear_refs").write_text("5")
 
 
-def peak_rss_mib() -> float | None:
-    """Peak resident memory (``VmHWM``) of this process since the last reset, in MiB."""
+def _status_mib(field: str) -> float | None:
     try:
         status = Path("/proc/self/status").read_text()
     except OSError:
         return None
-    found = re.search(r"VmHWM:\s+(\d+) kB", status)
+    found = re.search(rf"{field}:\s+(\d+) kB", status)
     return round(int(found[1]) / 1024, 1) if found else None
 
 
+def peak_rss_mib() -> float | None:
+    """Peak resident memory (``VmHWM``) of this process since the last reset, in MiB."""
+    return _status_mib("VmHWM")
+
+
+def rss_mib() -> float | None:
+    """Resident memory (``VmRSS``) of this process now, in MiB."""
+    return _status_mib("VmRSS")
+
+
 class Stage:
-    """Wall time and peak RSS of one block: ``with Stage() as s: …``; then ``s.seconds``."""
+    """Wall time and peak RSS of one block: ``with Stage() as s: …``; then ``s.seconds``.
+
+    The RSS at the start is kept too: memory freed by earlier stages may stay mapped to
+    the process, and then counts towards a later stage's peak.
+    """
 
     def __enter__(self) -> Stage:
         reset_peak_rss()
+        self.rss_start_mib = rss_mib()
         self.started = time.perf_counter()
         return self
 
@@ -79,7 +93,12 @@ class Stage:
 
     def record(self, **extra: Any) -> dict[str, Any]:
         """``seconds`` and ``peak_rss_mib`` plus ``extra`` facts, as a JSON-ready dict."""
-        return {"seconds": round(self.seconds, 3), "peak_rss_mib": self.peak_rss_mib, **extra}
+        return {
+            "seconds": round(self.seconds, 3),
+            "peak_rss_mib": self.peak_rss_mib,
+            "rss_start_mib": self.rss_start_mib,
+            **extra,
+        }
 
 
 def repeat(fn: Callable[[], float], times: int) -> dict[str, Any]:

@@ -47,14 +47,15 @@ from _common import RESULTS_DIR, Stage, data_dir, machine, timed
 
 from drdfl._io import write_json
 from drdfl.config import ExperimentConfig, TrainConfig, resolve_config
+from drdfl.diffusion.ddpm import score_matching_loss
 from drdfl.diffusion.model import DiffusionModel, get_preset
 from drdfl.diffusion.train import fit_series
 from drdfl.evaluation.suites import Suite, corruption_tests, evaluate_tests, synthetic_suite
 from drdfl.experiment import build_suite, train_model
 from drdfl.methods import get_method
 from drdfl.methods.augment import DiffusionAugmentParams
-from drdfl.methods.base import TrainingData
-from drdfl.methods.threed import ThreeDLearning, ThreeDParams
+from drdfl.methods.base import FitResult, TrainingData
+from drdfl.methods.threed import ThreeDLearning, ThreeDParams, tail_with_noise
 from drdfl.models.forecasters import build_forecaster
 from drdfl.pipeline import SKYLINE_FIT, plan_units
 from drdfl.tasks import get_task
@@ -191,7 +192,7 @@ def short_reference(suite: Suite, preset: str, t_prime: int, seed: int = 0) -> D
 
 def threed_epoch(
     suite: Suite, cfg: ExperimentConfig, train: TrainConfig, preset: str, params: dict[str, Any]
-) -> tuple[TimedThreeD, float, Stage]:
+) -> tuple[TimedThreeD, FitResult, Stage]:
     """One outer epoch of 3D-Learning on ``suite`` against a short-T reference."""
     t_prime = ThreeDParams().t_prime
     reference = short_reference(suite, preset, t_prime)
@@ -199,7 +200,35 @@ def threed_epoch(
     model = build_forecaster(cfg.forecaster, suite.data.train.window, suite.data.train.horizon)
     with Stage() as stage:
         result = method.fit(suite.data, get_task(cfg.task), model)
-    return method, result.wall_time_s, stage
+    return method, result, stage
+
+
+def inner_step_split(method: TimedThreeD, forecaster: torch.nn.Module) -> dict[str, Any]:
+    """The parts of one pathwise adversary step, each forward + backward on its own: the
+    diffusion tail (T′ U-Net steps on a minibatch of trajectories), pricing every window
+    of those segments with the forecaster, and the score-matching budget J."""
+    p = method.params
+    traj = method.pool.subset(torch.arange(min(len(method.pool), p.minibatch)))
+    noise = torch.randn((len(traj), traj.n_steps, traj.states.shape[-1]))
+    forecaster.eval()
+    for q in forecaster.parameters():
+        q.requires_grad_(False)
+    with Stage() as unet:
+        tail = tail_with_noise(method.adversary, traj, noise)
+        tail.sum().backward()
+    segments = method.to_forecaster_units(tail.detach()).requires_grad_(True)
+    with Stage() as pricing:
+        method.window_losses(segments, forecaster).mean().backward()
+    with Stage() as budget:
+        gen = torch.Generator().manual_seed(0)
+        score_matching_loss(method.adversary, method.j_batch, (1, p.t_prime), gen).backward()
+    per_segment = segments.shape[1] - method.window - method.horizon + 1
+    return {
+        "trajectories": len(traj),
+        "diffusion_tail": unet.record(unet_calls=len(traj) * traj.n_steps),
+        "forecaster_pricing": pricing.record(windows=len(traj) * per_segment),
+        "budget_J": budget.record(segments=p.j_segments),
+    }
 
 
 # ------------------------------------------------------------------------- stages
@@ -253,6 +282,54 @@ def method_epochs(suite: Suite, cfg: ExperimentConfig, train: TrainConfig, sizes
         "seconds": out,
         "ratio_to_dfl": {k: round(v / base, 3) for k, v in out.items()},
     }
+
+
+def threed_stage(
+    suite: Suite,
+    cfg: ExperimentConfig,
+    train: TrainConfig,
+    sizes: Sizes,
+    sampling: dict[str, Any],
+    scale: float,
+) -> dict[str, Any]:
+    """One 3D-Learning outer epoch with ``sizes.inner_epochs`` inner epochs, extrapolated to
+    the profile's inner epochs and to ``scale`` times the training windows of ``suite``."""
+    paper = ThreeDParams(**cfg.method_params.get("threed", {}))
+    params = {
+        **cfg.method_params.get("threed", {}),
+        "inner_epochs": sizes.inner_epochs,
+        **sizes.threed_overrides,
+    }
+    measured = ThreeDParams(**params)
+    method, result, stage = threed_epoch(suite, cfg, train, sizes.preset, params)
+    outer_s = result.wall_time_s
+    split = inner_step_split(method, result.forecaster)
+    clock = method.clock
+    inner = (clock["maximise"] - clock.get("pricing_in_maximise", 0.0)) / sizes.inner_epochs
+    dfl_pass = outer_s - clock["epoch_windows"]
+    # The inner epochs are the same work each; only the decision-focused pass grows with
+    # the training windows (measured on all of them in full mode).
+    outer = outer_s + (paper.inner_epochs - sizes.inner_epochs) * inner + (scale - 1) * dfl_pass
+    setup = paper.pool * sampling["s_per_segment"] + clock["prepare"] * paper.pool / measured.pool
+    return stage.record(
+        preset_unet=sizes.preset,
+        reference_T=measured.t_prime,
+        params=measured.model_dump(exclude={"diffusion"}),
+        measured_inner_epochs=sizes.inner_epochs,
+        paper_inner_epochs=paper.inner_epochs,
+        paper_pool=paper.pool,
+        phases_s={k: round(v, 3) for k, v in clock.items()},
+        measured_outer_epoch_s=round(outer_s, 3),
+        inner_epoch_s=round(inner, 3),
+        outer_epoch_paper_s=round(outer, 1),
+        setup_paper_s=round(setup, 1),
+        dfl_pass_s=round(dfl_pass, 3),
+        inner_step_split=split,
+        note=f"outer epoch at K = {paper.inner_epochs} = measured + "
+        f"{paper.inner_epochs - sizes.inner_epochs} x inner epoch; setup = {paper.pool} full "
+        f"DDPM chains (sampling stage) + the measured setup x {paper.pool}/{measured.pool} "
+        "(log-likelihoods of the pool)",
+    )
 
 
 def evaluation_stage(
@@ -330,7 +407,7 @@ def scaling(cfg: ExperimentConfig, train: TrainConfig, sizes: Sizes) -> list[dic
         with Stage() as dfl:
             _, result = train_model("dfl", suite, forecaster=cfg.forecaster, train=train, seed=0)
         params = {"inner_epochs": 1, **sizes.scaling_threed}
-        method, outer_s, stage = threed_epoch(suite, cfg, train, sizes.scaling_preset, params)
+        method, fitted, stage = threed_epoch(suite, cfg, train, sizes.scaling_preset, params)
         rows.append(
             {
                 "factor": factor,
@@ -340,7 +417,7 @@ def scaling(cfg: ExperimentConfig, train: TrainConfig, sizes: Sizes) -> list[dic
                 "dfl_epoch_s": round(result.wall_time_s, 3),
                 "dfl_peak_rss_mib": dfl.peak_rss_mib,
                 "threed_setup_s": round(method.clock["prepare"], 3),
-                "threed_outer_epoch_s": round(outer_s, 3),
+                "threed_outer_epoch_s": round(fitted.wall_time_s, 3),
                 "threed_peak_rss_mib": stage.peak_rss_mib,
             }
         )
@@ -463,46 +540,12 @@ def run(threads: int, sizes: Sizes) -> dict[str, Any]:
     )
     m["method_epochs"] = method_epochs(suite, cfg, train, sizes)
 
-    paper_threed = ThreeDParams(**cfg.method_params.get("threed", {}))
-    params = {
-        **cfg.method_params.get("threed", {}),
-        "inner_epochs": sizes.inner_epochs,
-        **sizes.threed_overrides,
-    }
-    threed_params = ThreeDParams(**params)
-    method, outer_s, stage = threed_epoch(measured, cfg, train, sizes.preset, params)
-    clock = method.clock
-    inner = (clock["maximise"] - clock.get("pricing_in_maximise", 0.0)) / sizes.inner_epochs
-    paper_inner = paper_threed.inner_epochs
-    dfl_pass = outer_s - clock["epoch_windows"]
-    # The inner epochs are the same work each; only the decision-focused pass grows with
-    # the training windows (measured on all of them in full mode).
-    outer_paper = outer_s + (paper_inner - sizes.inner_epochs) * inner + (scale - 1) * dfl_pass
-    pool = paper_threed.pool
-    setup_paper = (
-        pool * m["sampling"]["s_per_segment"] + clock["prepare"] * pool / threed_params.pool
-    )
-    m["threed"] = stage.record(
-        preset_unet=sizes.preset,
-        reference_T=threed_params.t_prime,
-        params=threed_params.model_dump(exclude={"diffusion"}),
-        measured_inner_epochs=sizes.inner_epochs,
-        paper_inner_epochs=paper_inner,
-        paper_pool=pool,
-        phases_s={k: round(v, 3) for k, v in clock.items()},
-        measured_outer_epoch_s=round(outer_s, 3),
-        inner_epoch_s=round(inner, 3),
-        outer_epoch_paper_s=round(outer_paper, 1),
-        setup_paper_s=round(setup_paper, 1),
-        dfl_pass_s=round(dfl_pass, 3),
-        note=f"outer epoch at K = {paper_inner} = measured + {paper_inner - sizes.inner_epochs}"
-        f" x inner epoch; setup = {pool} full DDPM chains (sampling stage) + the measured "
-        f"setup x {pool}/{threed_params.pool} (log-likelihoods of the pool)",
-    )
     m["evaluation"] = evaluation_stage(suite, cfg, dfl_model.forecaster, sizes)
     if sizes.threads_probe_batches:
         m["threads_probe"] = threads_probe(suite, cfg, train, sizes.threads_probe_batches)
     m["scaling"] = scaling(cfg, train, sizes)
+    # Last: its peak memory is by far the largest, and freed memory stays with the process.
+    m["threed"] = threed_stage(measured, cfg, train, sizes, m["sampling"], scale)
     windows = unit_test_windows(suite, cfg)
     m["test_windows"] = {k: int(sum(v)) for k, v in windows.items()}
     m["estimate"] = estimate(m, cfg, windows)

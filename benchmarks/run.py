@@ -12,6 +12,7 @@ is given; ``--out DIR`` writes the results to ``DIR/results/`` and the markdown 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -22,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from _common import data_dir
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -60,11 +63,16 @@ def run_one(bench: Benchmark, results: Path, quick: bool) -> dict[str, Any]:
     """Run ``bench`` in a subprocess; its wall time, peak RSS and exit status."""
     args = list(bench.quick_args or ()) if quick else []
     if bench.output_flag is not None:
-        args += [bench.output_flag, str(results / f"{bench.name}.json")]
-    command = [sys.executable, str(HERE / bench.script), *args]
+        target = results / f"{bench.name}.json"
+        with contextlib.suppress(ValueError):  # shown relative to the repository if inside
+            target = target.resolve().relative_to(ROOT)
+        args += [bench.output_flag, str(target)]
+    command = [sys.executable, f"benchmarks/{bench.script}", *args]
     print(f"== {bench.name}: {' '.join(command[1:])}", flush=True)
+    # Scripts that read traces through the library find them where the benchmarks do.
+    env = {**os.environ, "DRDFL_DATA_DIR": str(data_dir())}
     started = time.perf_counter()
-    child = subprocess.Popen(command, cwd=ROOT)
+    child = subprocess.Popen(command, cwd=ROOT, env=env)
     _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
     return {
@@ -118,6 +126,11 @@ def fmt_s(seconds: float | None) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def fmt_x(ratio: float) -> str:
+    """A ratio: ``2.4×``, ``113×``."""
+    return f"{ratio:.1f}×" if ratio < 10 else f"{ratio:.0f}×"
 
 
 def fmt_mib(mib: float | None) -> str:
@@ -176,21 +189,34 @@ def _targets_section(res: dict[str, dict[str, Any]]) -> list[str]:
     def verdict(met: bool) -> str:
         return "met" if met else "**missed**"
 
+    dominant = f"{lo['dominant_stage']} ({lo['dominant_share']:.0%})"
+    if hi["dominant_stage"] != lo["dominant_stage"]:
+        dominant += (
+            f" at {lo['epochs']} epochs; {hi['dominant_stage']} ({hi['dominant_share']:.0%}) "
+            f"at {hi['epochs']}"
+        )
+    th = pipe["stages"]["threed"]
+    inner_share = th["paper_inner_epochs"] * th["inner_epoch_s"] / th["outer_epoch_paper_s"]
+    overhead_dominant = (
+        f"inner maximisation ({inner_share:.0%} of an outer epoch); setup "
+        f"{fmt_s(est['threed_setup_s'])}"
+    )
+
     rows = [
         [
             "`paper` profile, 1 seed, every method, diffusion 7,000 iterations included",
             f"≤ {fmt_s(tg['total_s_max'])}",
             f"{fmt_s(lo['total_s'])} – {fmt_s(hi['total_s'])} (estimate)",
             verdict(tg["total_met"]),
-            lo["dominant_stage"],
+            dominant,
         ],
         [
             "3D-Learning training / DFL training (same epochs)",
             f"≤ {tg['overhead_max']:g}×",
-            f"{lo['overhead_ratio']:g}× – {hi['overhead_ratio']:g}× "
-            f"(per outer epoch {est['overhead_ratio_per_epoch']:g}×)",
+            f"{fmt_x(lo['overhead_ratio'])} – {fmt_x(hi['overhead_ratio'])} (estimate; per "
+            f"outer epoch {fmt_x(est['overhead_ratio_per_epoch'])})",
             verdict(tg["overhead_met"]),
-            "3D-Learning inner maximisation" if not tg["overhead_met"] else "",
+            overhead_dominant,
         ],
     ]
     lines += table(["target", "bound", "measured / estimated", "verdict", "dominant"], rows)
@@ -202,6 +228,10 @@ def _targets_section(res: dict[str, dict[str, Any]]) -> list[str]:
         f"The two bounds are {lo['epochs']} epochs (the earliest early stop, patience + 1) "
         f"and {hi['epochs']} (the epoch limit); a verdict is taken at the lower bound. "
         f"Units: {', '.join(est['units'])}.",
+        "",
+        "Diffusion pre-training alone is "
+        f"{lo['stages_s']['diffusion pre-training'] / tg['total_s_max']:.1f}× the time budget "
+        "of the whole run.",
         "",
         "Estimated time by stage:",
         "",
@@ -220,7 +250,6 @@ def _targets_section(res: dict[str, dict[str, Any]]) -> list[str]:
     lines += table(
         ["stage", f"{lo['epochs']} epochs", "share", f"{hi['epochs']} epochs", "share"], rows
     )
-    th = pipe["stages"]["threed"]
     lines += [
         f"3D-Learning's cost per unit: a one-time setup of {fmt_s(est['threed_setup_s'])} "
         f"(drawing θ₀'s pool of full DDPM chains) and {fmt_s(est['threed_outer_epoch_s'])} "
@@ -230,6 +259,22 @@ def _targets_section(res: dict[str, dict[str, Any]]) -> list[str]:
         f"{fmt_s(th['dfl_pass_s'])}, as a DFL epoch does.",
         "",
     ]
+    split = th.get("inner_step_split")
+    if split:
+        tail, price, budget = (
+            split["diffusion_tail"],
+            split["forecaster_pricing"],
+            split["budget_J"],
+        )
+        lines += [
+            f"One adversary step on {split['trajectories']} trajectories, each part forward + "
+            f"backward on its own: the diffusion tail ({tail['unet_calls']:,} U-Net calls) "
+            f"{fmt_s(tail['seconds'])}, peak {fmt_mib(tail['peak_rss_mib'])}; the forecaster "
+            f"pricing every window of the samples ({price['windows']:,} windows) "
+            f"{fmt_s(price['seconds'])}, peak {fmt_mib(price['peak_rss_mib'])}; the budget J "
+            f"({budget['segments']} segments) {fmt_s(budget['seconds'])}.",
+            "",
+        ]
     return lines
 
 
@@ -247,31 +292,36 @@ def _stages_section(res: dict[str, dict[str, Any]]) -> list[str]:
         s["evaluation"],
     )
     biggest = max(ev["sets"], key=lambda r: r["windows"])
+
+    def rss(stage: dict[str, Any]) -> str:
+        start = stage.get("rss_start_mib")
+        return fmt_mib(stage["peak_rss_mib"]) + (f" ({fmt_mib(start)})" if start else "")
+
     rows = [
         [
             "data: build the paper suite",
             fmt_s(s["suite"]["seconds"]),
-            fmt_mib(s["suite"]["peak_rss_mib"]),
+            rss(s["suite"]),
             "measured",
         ],
         [
             f"diffusion pre-training ({d['preset']} preset), per 1,000 iterations",
             fmt_s(d["s_per_1000_iterations"]),
-            fmt_mib(d["peak_rss_mib"]),
+            rss(d),
             f"extrapolated from {d['measured_iterations']} iterations; "
             f"{d['preset_iterations']:,} iterations ≈ {fmt_s(d['preset_total_s'])}",
         ],
         [
             f"sampling, DDPM {smp['steps']} steps, per 1,000 segments of {smp['segment_length']}",
             fmt_s(smp["s_per_1000_segments"]),
-            fmt_mib(smp["peak_rss_mib"]),
+            rss(smp),
             f"extrapolated from {smp['measured_segments']} segments",
         ],
         [
             f"DFL epoch ({dfl['train_windows']:,} windows + {dfl['validation_windows']:,} "
             "validation)",
             fmt_s(dfl["epoch_s"]),
-            fmt_mib(dfl["peak_rss_mib"]),
+            rss(dfl),
             f"extrapolated from {dfl['measured_windows']} windows"
             if dfl["extrapolated"]
             else "measured",
@@ -279,7 +329,7 @@ def _stages_section(res: dict[str, dict[str, Any]]) -> list[str]:
         [
             f"3D-Learning outer epoch ({th['paper_inner_epochs']} inner epochs)",
             fmt_s(th["outer_epoch_paper_s"]),
-            fmt_mib(th["peak_rss_mib"]),
+            rss(th),
             f"measured with {th['measured_inner_epochs']} inner epoch(s) "
             f"({fmt_s(th['measured_outer_epoch_s'])}), the rest extrapolated",
         ],
@@ -292,11 +342,11 @@ def _stages_section(res: dict[str, dict[str, Any]]) -> list[str]:
         [
             f"evaluation of one test set ({biggest['test_set']}, {biggest['windows']:,} windows)",
             fmt_s(biggest["seconds"]),
-            fmt_mib(biggest["peak_rss_mib"]),
+            rss(biggest),
             f"measured, {ev['bootstrap']} bootstrap resamples",
         ],
     ]
-    lines += table(["stage", "wall time", "peak RSS", "how"], rows)
+    lines += table(["stage", "wall time", "peak RSS (at start)", "how"], rows)
     lines += [
         f"Evaluation time ≈ {ev['fit']['a_s']:.2f} s + "
         f"{1e6 * ev['fit']['b_s_per_window']:.0f} µs × windows (fitted on "
@@ -305,10 +355,11 @@ def _stages_section(res: dict[str, dict[str, Any]]) -> list[str]:
         f"{s['test_windows']['corruptions']:,} corrupted and {s['test_windows']['skyline_score']:,}"
         " skyline windows.",
         "",
-        "The 3D-Learning outer epoch is measured against a θ₀ with the `paper` preset's U-Net "
-        "but T = T′ = 10 steps: every call in the outer epoch then has the paper's shapes, "
-        "while drawing the pool (one-time setup, 256 full 500-step chains) takes seconds "
-        "instead of the estimated setup above.",
+        f"The 3D-Learning outer epoch is measured against a θ₀ with the `{th['preset_unet']}` "
+        f"preset's U-Net but T = T′ = {th['reference_T']} steps: every call in the outer epoch "
+        "then has the profile's shapes, while drawing the pool (one-time setup, "
+        f"{th['paper_pool']} full {smp['steps']}-step chains) takes seconds instead of the "
+        "estimated setup above.",
         "",
         "Epoch cost of the other methods relative to DFL (same windows, one process):",
         "",
