@@ -356,9 +356,8 @@ class Run:
         if worst is not None:
             with atomic_open(folder / "worst_case.npy", "wb") as handle:
                 np.save(handle, worst)
-        main = results[
-            (results["suite"] == self.suite.name) & (results["metric"] == "normalized_regret")
-        ]
+        scored = "skyline" if unit.label == "skyline" else self.suite.name
+        main = results[(results["suite"] == scored) & (results["metric"] == "normalized_regret")]
         summary = {
             "unit": unit.key,
             "train_s": sum(t["seconds"] for t in timings if t["stage"] == "train"),
