@@ -172,6 +172,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "paper": {
         "name": "paper",
         "seeds": [0, 1, 2],
+        "threads": 1,
         "methods": ALL_METHODS,
         "forecaster": "lstm",
         "data": {"suite": "paper"},
@@ -181,6 +182,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "honest": {
         "name": "honest",
         "seeds": [0, 1, 2],
+        "threads": 1,
         "methods": ALL_METHODS,
         "forecaster": "lstm",
         "data": {"suite": "honest"},
