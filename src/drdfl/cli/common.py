@@ -3,12 +3,47 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
+import typer
 from rich.console import Console
 from rich.table import Table
 
 from drdfl.config import ExperimentConfig
+
+# Options shared by the commands that resolve an experiment configuration.
+ProfileOption = Annotated[str | None, typer.Option(help="quick (default) | paper | honest")]
+ConfigOption = Annotated[Path | None, typer.Option(help="TOML config (may name a profile).")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config key: --set train.epochs=5 (repeatable)."),
+]
+ResumeOption = Annotated[bool, typer.Option(help="Skip units already finished in OUT.")]
+DeviceOption = Annotated[str | None, typer.Option(help="cpu | cuda")]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Directory of trace files (default: $DRDFL_DATA_DIR)."),
+]
+ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress")]
+
+
+def experiment_config(
+    profile: str | None,
+    config: Path | None,
+    overrides: list[str] | None,
+    device: str | None = None,
+    data_dir: Path | None = None,
+) -> ExperimentConfig:
+    """The validated configuration from a profile, a TOML file and ``--set`` options."""
+    from drdfl.config import resolve_config
+
+    items = list(overrides or [])
+    if device is not None:
+        items.append(f"device={device}")
+    if data_dir is not None:
+        items.append(f'data.data_dir="{data_dir}"')
+    return resolve_config(profile, config, items)
 
 
 def load_config_file(path: Path | None) -> ExperimentConfig:

@@ -7,14 +7,22 @@ from typing import Annotated
 
 import typer
 
+from drdfl.cli.common import (
+    ConfigOption,
+    DataDirOption,
+    DeviceOption,
+    ProfileOption,
+    ProgressOption,
+    ResumeOption,
+    SetOption,
+    experiment_config,
+)
+
 
 def sweep(
-    profile: Annotated[str | None, typer.Option(help="quick (default) | paper | honest")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML config (may name a profile).")] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a config key: --set train.epochs=5 (repeatable)."),
-    ] = None,
+    profile: ProfileOption = None,
+    config: ConfigOption = None,
+    set_: SetOption = None,
     grid: Annotated[
         list[str] | None,
         typer.Option(
@@ -33,27 +41,19 @@ def sweep(
     cpus_per_trial: Annotated[
         int, typer.Option("--cpus-per-trial", min=1, help="CPUs (torch threads) per trial.")
     ] = 1,
-    resume: Annotated[bool, typer.Option(help="Skip units already finished in OUT.")] = False,
-    device: Annotated[str | None, typer.Option(help="cpu | cuda")] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Directory of real traces.")
-    ] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    resume: ResumeOption = False,
+    device: DeviceOption = None,
+    data_dir: DataDirOption = None,
+    progress: ProgressOption = True,
 ) -> None:
     """Run every method × seed × grid point as Ray Tune trials; write the tables and reports.
 
     Exits with status 1 when a trial failed twice (it is listed in OUT/failed.json).
     """
-    from drdfl.config import resolve_config
     from drdfl.evaluation.report import print_summary
     from drdfl.sweep import Sweep, parse_grid
 
-    overrides = list(set_ or [])
-    if device is not None:
-        overrides.append(f"device={device}")
-    if data_dir is not None:
-        overrides.append(f'data.data_dir="{data_dir}"')
-    cfg = resolve_config(profile, config, overrides)
+    cfg = experiment_config(profile, config, set_, device, data_dir)
     runner = Sweep(
         cfg,
         out,

@@ -8,13 +8,9 @@ from typing import Annotated
 
 import typer
 
-from drdfl.cli.common import echo_table, load_config_file
+from drdfl.cli.common import DataDirOption, ProgressOption, echo_table, load_config_file
 
 SUITE_HELP = "synthetic (built-in, no files) | paper | honest"
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="Directory of trace files (default: $DRDFL_DATA_DIR)."),
-]
 
 
 def train(
@@ -35,8 +31,8 @@ def train(
         Path | None, typer.Option(help="DIFF_DIR of a diffusion model (threed, diffusion-augment).")
     ] = None,
     budget: Annotated[float | None, typer.Option(help="Robustness budget ε.")] = None,
-    data_dir: DataDir = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    data_dir: DataDirOption = None,
+    progress: ProgressOption = True,
 ) -> None:
     """Train one forecaster with one method and save it to a model directory."""
     from drdfl.experiment import build_suite, save_trained, train_model
@@ -79,7 +75,7 @@ def evaluate(
     test: Annotated[
         list[str] | None, typer.Option("--test", help="Extra test set: dataset name or file.")
     ] = None,
-    data_dir: DataDir = None,
+    data_dir: DataDirOption = None,
     per_window: Annotated[
         bool, typer.Option("--per-window", help="Also write per-window rows.")
     ] = (False),
