@@ -86,8 +86,23 @@ def test_multislot_decide_is_batched_and_regret_is_not_negative(preset: str) -> 
     one_by_one = torch.cat([task.decide(row.unsqueeze(0)) for row in y_hat[:4]])
     torch.testing.assert_close(x[:4], one_by_one)
     regret = task.regret(y_hat, y)
-    assert (regret >= -1e-5).all()
+    assert (regret >= -1e-6).all()
     assert regret.mean() > 1e-4  # forecasts off by ~50% do cost something
+
+
+def test_multislot_regret_stays_non_negative_with_a_large_ramp() -> None:
+    # Priced by the exact non-convex loss, ramp 1 gave regrets down to -5.7e-4; the task
+    # prices with its program's objective, for which its decision is optimal.
+    task = MultiSlotProvisioningTask("paper-code", horizon=4, ramp=1.0)
+    y = demands(60, 4, seed=8)
+    y_hat = perturbed(y, seed=9)
+    assert (task.regret(y_hat, y) >= -1e-6).all()
+    x = task.decide(y)
+    # the solver's optimum and the torch cost agree: no capacity does better
+    nudged = x * (
+        1 + 0.01 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
+    )
+    assert (task.cost(nudged, y) >= task.cost(x, y) - 1e-6).all()
 
 
 def test_multislot_regret_gradient_matches_finite_differences() -> None:
@@ -116,7 +131,7 @@ def test_one_slot_program_matches_the_closed_form(preset: str) -> None:
     program = MultiSlotProvisioningTask(preset, horizon=1)
     exact = ProvisioningTask(preset)
     y = demands(100, 1, seed=5, lo=100.0, hi=1e6)
-    gap = program.cost(program.decide(y), y) - exact.cost(exact.decide(y), y)
+    gap = exact.cost(program.decide(y), y) - exact.cost(exact.decide(y), y)
     assert (gap >= -1e-12).all()
     # the tangent surrogate's error grows with demand; the solver's tolerance adds a floor
     assert (gap <= 3e-5 * exact.normalize(y).squeeze(1) + 1e-6).all()
