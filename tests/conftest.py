@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
+
+if TYPE_CHECKING:
+    from drdfl.diffusion.model import DiffusionModel
+    from drdfl.methods.base import TrainingData
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,3 +32,36 @@ def data_dir() -> Path:
             f"real traces not found in {path} (set DRDFL_DATA_DIR to the shared data directory)"
         )
     return path
+
+
+def small_training_data(days: float, seed: int) -> TrainingData:
+    """Synthetic chat demand split 80/20 into training and validation windows (7 → 1)."""
+    from drdfl.data.synthetic import generate
+    from drdfl.data.windows import Scaler, make_windows, split_series
+    from drdfl.methods.base import TrainingData
+
+    train, val = split_series(generate(days, "chat", seed=seed), (0.8, 0.2))
+    scaler = Scaler.fit(train.values)
+    series = scaler.transform(train.values)
+    return TrainingData(
+        make_windows(series, 7, 1, name="train"),
+        make_windows(scaler.transform(val.values), 7, 1, name="val"),
+        scaler,
+        series,
+    )
+
+
+def tiny_diffusion(data: TrainingData, iterations: int) -> DiffusionModel:
+    """A barely trained ``tiny`` diffusion model on ``data``'s normalized series."""
+    from drdfl.diffusion.model import DiffusionModel, get_preset
+    from drdfl.diffusion.train import train_diffusion
+
+    preset = get_preset("tiny")
+    model = DiffusionModel(preset.model, data.scaler)
+    train_diffusion(
+        model,
+        data.series,
+        preset.train.model_copy(update={"iterations": iterations}),
+        progress=False,
+    )
+    return model

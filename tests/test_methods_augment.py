@@ -6,12 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import small_training_data, tiny_diffusion
 
 from drdfl.config import TrainConfig
-from drdfl.data.synthetic import generate
-from drdfl.data.windows import Scaler, make_windows, split_series
-from drdfl.diffusion.model import DiffusionModel, DiffusionModelConfig, get_preset
-from drdfl.diffusion.train import train_diffusion
+from drdfl.data.windows import Scaler
+from drdfl.diffusion.model import DiffusionModel, DiffusionModelConfig
 from drdfl.errors import ConfigError, DataError, ModelError
 from drdfl.methods.augment import (
     CutoutAugmentMethod,
@@ -29,25 +28,12 @@ TRAIN = TrainConfig(epochs=2, batch_size=128, patience=None, seed=0)
 
 @pytest.fixture(scope="module")
 def data() -> TrainingData:
-    train, val = split_series(generate(0.04, "chat", seed=8), (0.8, 0.2))
-    scaler = Scaler.fit(train.values)
-    series = scaler.transform(train.values)
-    return TrainingData(
-        make_windows(series, 7, 1, name="train"),
-        make_windows(scaler.transform(val.values), 7, 1, name="val"),
-        scaler,
-        series,
-    )
+    return small_training_data(0.04, seed=8)
 
 
 @pytest.fixture(scope="module")
 def diffusion(data: TrainingData) -> DiffusionModel:
-    preset = get_preset("tiny")
-    model = DiffusionModel(preset.model, data.scaler)
-    train_diffusion(
-        model, data.series, preset.train.model_copy(update={"iterations": 20}), progress=False
-    )
-    return model
+    return tiny_diffusion(data, 20)
 
 
 def _epochs(cls, data: TrainingData, **kwargs) -> tuple[list, object]:

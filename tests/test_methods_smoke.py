@@ -8,12 +8,10 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import small_training_data, tiny_diffusion
 
 from drdfl.config import TrainConfig
-from drdfl.data.synthetic import generate
-from drdfl.data.windows import Scaler, make_windows, split_series
-from drdfl.diffusion.model import DiffusionModel, get_preset
-from drdfl.diffusion.train import train_diffusion
+from drdfl.diffusion.model import DiffusionModel
 from drdfl.errors import ConfigError
 from drdfl.methods import METHODS, get_method
 from drdfl.methods.base import TrainingData
@@ -44,26 +42,13 @@ def _tiny_kwargs(name: str, diffusion: DiffusionModel) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def data() -> TrainingData:
-    train, val = split_series(generate(0.04, "chat", seed=5), (0.8, 0.2))
-    scaler = Scaler.fit(train.values)
-    series = scaler.transform(train.values)
-    return TrainingData(
-        make_windows(series, 7, 1, name="train"),
-        make_windows(scaler.transform(val.values), 7, 1, name="val"),
-        scaler,
-        series,
-    )
+    return small_training_data(0.04, seed=5)
 
 
 @pytest.fixture(scope="module")
 def diffusion(data: TrainingData) -> DiffusionModel:
     """A barely trained tiny diffusion model (the smoke test needs samples, not good ones)."""
-    preset = get_preset("tiny")
-    model = DiffusionModel(preset.model, data.scaler)
-    train_diffusion(
-        model, data.series, preset.train.model_copy(update={"iterations": 10}), progress=False
-    )
-    return model
+    return tiny_diffusion(data, 10)
 
 
 def _fit(

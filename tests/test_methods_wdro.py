@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import small_training_data
 
 from drdfl.config import TrainConfig
-from drdfl.data.synthetic import generate
-from drdfl.data.windows import Scaler, make_windows, split_series
 from drdfl.errors import ConfigError
 from drdfl.methods.base import TrainingData
 from drdfl.methods.losses import sample_losses
@@ -21,15 +20,7 @@ TASK = get_task("provisioning")
 
 @pytest.fixture(scope="module")
 def data() -> TrainingData:
-    train, val = split_series(generate(0.05, "chat", seed=3), (0.8, 0.2))
-    scaler = Scaler.fit(train.values)
-    series = scaler.transform(train.values)
-    return TrainingData(
-        make_windows(series, 7, 1, name="train"),
-        make_windows(scaler.transform(val.values), 7, 1, name="val"),
-        scaler,
-        series,
-    )
+    return small_training_data(0.05, seed=3)
 
 
 def _regret(data: TrainingData):

@@ -63,7 +63,8 @@ def test_run_writes_tables_and_report(tmp_path):
     assert list((out / "figures").glob("*.png"))
     meta = json.loads((out / "results.json").read_text())
     assert meta["versions"]["torch"] and meta["profile"] == "quick"
-    assert "Table" in (out / "report.md").read_text() or "dfl" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "Table I" in report and "| chat (test) |" in report and "skyline" in report
     with pytest.raises(ConfigError, match="already holds a run"):
         Run(cfg, out, progress=False).execute()
 

@@ -110,6 +110,7 @@ class Run:
         self._suite: Suite | None = None
         self._extra: list[TestSet] | None = None
         self._skyline: dict[str, tuple[Windows, Windows, TestSet]] | None = None
+        self._corrupted: list[TestSet] | None = None
 
     # ---------------------------------------------------------------- setup
     def prepare_dir(self) -> None:
@@ -157,6 +158,14 @@ class Run:
                     self.cfg.data.tokens,
                 )
         return self._extra
+
+    def corrupted(self) -> list[TestSet]:
+        """The in-distribution test set under every corruption (built once per run)."""
+        if self._corrupted is None:
+            self._corrupted = corruption_tests(
+                self.suite, self.cfg.evaluation.corruption_severities, seed=0
+            )
+        return self._corrupted
 
     def skyline_parts(self) -> dict[str, tuple[Windows, Windows, TestSet]]:
         """Per main test set: (first 70 % of its windows, last 30 %, the set), in time order."""
@@ -306,12 +315,7 @@ class Run:
         cfg, suite, kw = self.cfg, self.suite, self._eval_kw(unit)
         groups: list[tuple[str, list[TestSet]]] = [(suite.name, suite.tests)]
         if cfg.evaluation.corruptions:
-            groups.append(
-                (
-                    "corruptions",
-                    corruption_tests(suite, cfg.evaluation.corruption_severities, seed=0),
-                )
-            )
+            groups.append(("corruptions", self.corrupted()))
         if cfg.data.extra_tests:
             groups.append(("user", self.extra_tests()))
         if cfg.evaluation.skyline:

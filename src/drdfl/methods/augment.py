@@ -26,6 +26,7 @@ from drdfl.diffusion.segments import segments_to_windows
 from drdfl.errors import ConfigError, DataError
 from drdfl.methods._params import parse_params
 from drdfl.methods.base import TrainingData
+from drdfl.methods.reference import to_training_units
 from drdfl.methods.trainer import TrainedMethod
 from drdfl.tasks.base import DecisionTask
 
@@ -251,11 +252,7 @@ class DiffusionAugmentMethod(TrainedMethod):
             self._n_segments, self.sampler, self.steps, seed=_seed_from(generator)
         ).segments
         self.diffusion.train(was_training)
-        u = u.detach().cpu().numpy().astype(np.float64)
-        own = self.diffusion.scaler
-        if own is not None and own != self._scaler:
-            u = self._scaler.transform(own.inverse_transform(u))
-        u = np.maximum(u, self._scaler.transform(0.0))
+        u = to_training_units(self.diffusion, self._scaler, u.detach().cpu().double().numpy())
         self._segments = u[:_KEPT_SEGMENTS]
         windows = segments_to_windows(u, self._x.shape[1], self._y.shape[1])
         return windows.tensors(self._x.device)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from drdfl.data.windows import ArrayT, Scaler
 from drdfl.diffusion.model import DiffusionModel, get_preset
 from drdfl.diffusion.train import fit_series
 
@@ -34,3 +35,16 @@ def reference_model(
         update["iterations"] = iterations
     model, _ = fit_series(series, p.model, p.train.model_copy(update=update), progress=progress)
     return model
+
+
+def to_training_units(model: DiffusionModel, scaler: Scaler, u: ArrayT) -> ArrayT:
+    """Samples of ``model`` (its own normalized units) in the units of the training
+    ``scaler``, through real units, with demand clipped at zero.
+
+    A model without a scaler is taken to share the training scaler.
+    """
+    floor = float(scaler.transform(0.0))
+    own = model.scaler
+    if own is not None and own != scaler:
+        u = scaler.transform(own.inverse_transform(u))
+    return u.clamp(min=floor) if hasattr(u, "clamp") else np.maximum(u, floor)

@@ -83,7 +83,7 @@ from drdfl.diffusion.segments import random_segments, segments_to_windows
 from drdfl.diffusion.trajectory import Transitions, trajectory_log_prob
 from drdfl.errors import ConfigError
 from drdfl.methods.base import TrainingData
-from drdfl.methods.reference import reference_model
+from drdfl.methods.reference import reference_model, to_training_units
 from drdfl.methods.trainer import TrainedMethod
 from drdfl.tasks.base import DecisionTask
 
@@ -165,7 +165,7 @@ class ThreeDLearning(TrainedMethod):
         diff_scaler = self.reference.scaler
         if diff_scaler is None:
             raise ConfigError("threed: the diffusion model has no scaler (real units unknown)")
-        self.diff_scaler, self.data_scaler = diff_scaler, data.scaler
+        self.data_scaler = data.scaler
         self.reference.eval()
         for param in self.reference.parameters():
             param.requires_grad_(False)
@@ -216,33 +216,33 @@ class ThreeDLearning(TrainedMethod):
         return level - self.params.budget
 
     def to_forecaster_units(self, u: torch.Tensor) -> torch.Tensor:
-        """Diffusion samples (the model's own normalized units) in the forecaster's units,
-        through real units, with demand clipped at zero."""
-        real = self.diff_scaler.inverse_transform(u).clamp(min=0.0)
-        return self.data_scaler.transform(real)
+        """Diffusion samples (the model's own normalized units) in the forecaster's units."""
+        return to_training_units(self.reference, self.data_scaler, u)
 
     # ------------------------------------------------------------------ adversary
     @torch.no_grad()
     def segment_losses(self, segments: torch.Tensor, forecaster: nn.Module) -> torch.Tensor:
-        """Mean per-window loss of the forecaster on each segment (its units), ``[n]``."""
-        windows = segments_to_windows(segments.cpu().numpy(), self.window, self.horizon)
-        x, y = windows.tensors(segments.device)
+        """Mean loss of the forecaster over every window of each segment, ``[n]``."""
         was = forecaster.training
         forecaster.eval()
-        per_window = self.losses(forecaster(x), y)
+        losses = self.window_losses(segments, forecaster)
         forecaster.train(was)
-        return per_window.reshape(segments.shape[0], -1).mean(dim=1)
+        return losses
 
     def window_losses(
-        self, segments: torch.Tensor, forecaster: nn.Module, generator: torch.Generator
+        self,
+        segments: torch.Tensor,
+        forecaster: nn.Module,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Mean per-window loss on each segment ``[n]``, differentiable in the segments.
 
-        A random subset of ``window_sample`` window positions (the same for every segment)
-        gives an unbiased estimate of the mean at a fraction of the cost and memory.
+        With a ``generator``, a random subset of ``window_sample`` window positions (the
+        same for every segment) gives an unbiased estimate of the mean at a fraction of
+        the cost and memory; without one every window is priced.
         """
         cut = segments.unfold(1, self.window + self.horizon, 1)  # [n, m, w + h]
-        if cut.shape[1] > self.params.window_sample:
+        if generator is not None and cut.shape[1] > self.params.window_sample:
             pick = torch.randperm(cut.shape[1], generator=generator)[: self.params.window_sample]
             cut = cut[:, pick.to(cut.device)]
         x = cut[..., : self.window].reshape(-1, self.window)
