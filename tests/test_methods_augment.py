@@ -11,7 +11,7 @@ from conftest import small_training_data, tiny_diffusion
 from drdfl.config import TrainConfig
 from drdfl.data.windows import Scaler
 from drdfl.diffusion.model import DiffusionModel, DiffusionModelConfig
-from drdfl.errors import ConfigError, DataError, ModelError
+from drdfl.errors import ConfigError, DataError
 from drdfl.methods.augment import (
     CutoutAugmentMethod,
     DiffusionAugmentMethod,
@@ -200,13 +200,13 @@ def test_diffusion_from_directory_matches_object(
 
 def test_bad_diffusion_arguments(data: TrainingData, diffusion: DiffusionModel, tmp_path) -> None:
     with pytest.raises(ConfigError, match="diffusion-augment.real_fraction"):
-        DiffusionAugmentMethod(diffusion, real_fraction=1.0)
+        DiffusionAugmentMethod(diffusion=diffusion, real_fraction=1.0)
     with pytest.raises(ConfigError, match="diffusion-augment.samples"):
-        DiffusionAugmentMethod(diffusion, samples=0)
-    with pytest.raises(ModelError):
-        DiffusionAugmentMethod(tmp_path / "missing")
+        DiffusionAugmentMethod(diffusion=diffusion, samples=0)
+    with pytest.raises(ConfigError, match="diffusion-augment.diffusion: .*no diffusion model"):
+        DiffusionAugmentMethod(diffusion=tmp_path / "missing")
     short = DiffusionModel(DiffusionModelConfig(segment_length=4, T=5, channel_mults=(1,)))
     with pytest.raises(DataError, match="cannot hold one window"):
-        DiffusionAugmentMethod(short, train=TRAIN).fit(
+        DiffusionAugmentMethod(diffusion=short, train=TRAIN).fit(
             data, TASK, build_forecaster("linear", 7, 1, seed=0)
         )

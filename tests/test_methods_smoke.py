@@ -10,11 +10,12 @@ import pytest
 import torch
 from conftest import small_training_data, tiny_diffusion
 
-from drdfl.config import TrainConfig
+from drdfl.config import TrainConfig, resolve_config
 from drdfl.diffusion.model import DiffusionModel
 from drdfl.errors import ConfigError
 from drdfl.methods import METHODS, get_method
 from drdfl.methods.base import TrainingData
+from drdfl.methods.registry import REGISTRY, SHARED_HISTORY, label_order, label_style
 from drdfl.models.forecasters import build_forecaster
 from drdfl.tasks import get_task
 
@@ -72,6 +73,8 @@ def test_method_trains_and_is_reproducible(
     assert all(math.isfinite(row["train_loss"]) for row in history)
     assert all(0.0 <= row["val_regret"] < math.inf for row in history)
     assert any(not torch.equal(initial[k], v) for k, v in state.items())  # it did train
+    declared = set(SHARED_HISTORY) | set(METHODS[name].history)
+    assert {k for row in history for k in row} <= declared | {"time_s"}  # registry is complete
 
     history2, state2 = _fit(name, data, diffusion)
     assert history2 == history
@@ -79,5 +82,38 @@ def test_method_trains_and_is_reproducible(
 
 
 def test_unknown_method_lists_the_valid_ones() -> None:
-    with pytest.raises(ConfigError, match="valid methods: .*dfl.*kldro.*wdro"):
+    with pytest.raises(ConfigError, match="valid methods: .*dfl.*wdro.*kldro"):
         get_method("robust")
+
+
+def test_registry_entries_are_consistent() -> None:
+    for spec in REGISTRY:
+        assert spec.cls.name == spec.name
+        assert spec.params_model is spec.cls.Params
+        assert not set(spec.history) & set(SHARED_HISTORY)
+    styles = {(label_style(s.name)["color"], label_style(s.name)["hatch"]) for s in REGISTRY}
+    assert len(styles) == len(REGISTRY)  # every method is told apart in a figure
+    labels = ["skyline", "threed@0.1", "dfl", "threed-mse", "threed@0.02", "threed", "mse"]
+    assert sorted(labels, key=label_order) == [
+        "mse",
+        "dfl",
+        "threed",
+        "threed-mse",
+        "threed@0.02",
+        "threed@0.1",
+        "skyline",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("method_params.thredd.budget=0.5", "method_params.thredd: unknown method"),
+        ("method_params.threed.budgett=0.5", "method_params.threed.budgett"),
+        ("method_params.kldro.radius=-1", "method_params.kldro.radius"),
+        ("method_params.dfl.lr=0.1", "method_params.dfl.lr"),
+    ],
+)
+def test_method_params_are_validated_with_the_config(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve_config("quick", overrides=[override])

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from drdfl.errors import ConfigError
+from drdfl.methods.registry import METHOD_NAMES, METHODS
 
 
 class StrictModel(BaseModel):
@@ -132,19 +133,7 @@ class ExperimentConfig(StrictModel):
 
 
 #: Every method of the comparison, in report order.
-ALL_METHODS = [
-    "mse",
-    "dfl",
-    "threed",
-    "wdro",
-    "kldro",
-    "cvar",
-    "chi2",
-    "augment-gaussian",
-    "augment-perlin",
-    "augment-cutout",
-    "diffusion-augment",
-]
+ALL_METHODS = list(METHOD_NAMES)
 
 #: Named profiles: partial configs layered over the defaults.
 PROFILES: dict[str, dict[str, Any]] = {
@@ -263,10 +252,22 @@ def resolve_config(
     merged = apply_overrides(_merge(PROFILES[name], raw), overrides or [])
     cfg = parse_model(ExperimentConfig, merged)
     assert isinstance(cfg, ExperimentConfig)
-    unknown = [m for m in cfg.methods if m not in ALL_METHODS]
+    unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown:
         raise ConfigError(f"methods: unknown {unknown}; valid methods: {', '.join(ALL_METHODS)}")
+    validate_method_params(cfg.method_params)
     return cfg
+
+
+def validate_method_params(method_params: dict[str, dict[str, object]]) -> None:
+    """Check every method's parameters against its registered parameter model, so that a
+    misspelt method or key fails before any training."""
+    for name, params in method_params.items():
+        if name not in METHODS:
+            raise ConfigError(
+                f"method_params.{name}: unknown method; valid methods: {', '.join(ALL_METHODS)}"
+            )
+        parse_model(METHODS[name].params_model, dict(params), f"method_params.{name}")
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

@@ -77,10 +77,7 @@ def train_model(
             )
         model = start.forecaster
     params = dict(method_params or {})
-    try:
-        runner = get_method(method, train=train, checkpoint=checkpoint, progress=progress, **params)
-    except TypeError as exc:
-        raise ConfigError(f"method_params.{method}: {exc}") from None
+    runner = get_method(method, train=train, checkpoint=checkpoint, progress=progress, **params)
     result = runner.fit(data, decision_task, model)
     trained = TrainedModel(
         forecaster=result.forecaster,

@@ -33,13 +33,14 @@ from drdfl.errors import ConfigError
 from drdfl.evaluation.suites import Suite, TestSet, corruption_tests, evaluate_tests
 from drdfl.experiment import build_suite, save_trained, train_model, user_test_sets
 from drdfl.methods.base import TrainingData
+from drdfl.methods.registry import REGISTRY
 
 log = logging.getLogger("drdfl")
 
 #: methods that start from the reference diffusion model
-GENERATIVE = ("threed", "diffusion-augment")
+GENERATIVE = tuple(s.name for s in REGISTRY if s.needs_reference)
 #: methods never warm-started from DFL
-COLD = ("mse", "dfl")
+COLD = tuple(s.name for s in REGISTRY if not s.warm_start)
 #: share of each test set that trains the skyline (the rest scores everyone)
 SKYLINE_FIT = 0.7
 

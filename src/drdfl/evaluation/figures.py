@@ -10,7 +10,6 @@ deficiencies; patterns and line styles separate methods that share a colour).
 from __future__ import annotations
 
 import io
-import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,38 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-#: Okabe & Ito (2008), "Color Universal Design".
-OKABE_ITO = {
-    "orange": "#E69F00",
-    "sky": "#56B4E9",
-    "green": "#009E73",
-    "yellow": "#F0E442",
-    "blue": "#0072B2",
-    "vermillion": "#D55E00",
-    "purple": "#CC79A7",
-    "black": "#000000",
-    "grey": "#999999",
-}
-# Paul Tol's "muted" scheme, for methods the table below does not name.
-_FALLBACK = ("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677")
-
-_STYLES: dict[str, tuple[str, str]] = {
-    "mse": (OKABE_ITO["grey"], ""),
-    "dfl": (OKABE_ITO["blue"], ""),
-    "threed": (OKABE_ITO["vermillion"], ""),
-    "threed-mse": (OKABE_ITO["vermillion"], "//"),
-    "wdro": (OKABE_ITO["sky"], ""),
-    "kldro": (OKABE_ITO["green"], ""),
-    "cvar": (OKABE_ITO["purple"], ""),
-    "chi2": (OKABE_ITO["yellow"], ""),
-    "augment-gaussian": (OKABE_ITO["orange"], ""),
-    "augment-perlin": (OKABE_ITO["orange"], "//"),
-    "augment-cutout": (OKABE_ITO["orange"], ".."),
-    "diffusion-augment": (OKABE_ITO["black"], ""),
-    "skyline": ("#FFFFFF", "xx"),
-}
-_LINESTYLE = {"": "-", "//": "--", "..": ":", "xx": "-."}
-_MARKERS = "osD^vP<>Xph*"
+from drdfl.methods.registry import OKABE_ITO, label_style
 
 RC = {
     "font.size": 11,
@@ -72,22 +40,8 @@ DPI = 110
 
 
 def method_style(method: str) -> dict[str, Any]:
-    """Colour, hatch, line style and marker of ``method``, the same in every figure."""
-    if method in _STYLES:
-        color, hatch = _STYLES[method]
-        index = list(_STYLES).index(method)
-    elif method.startswith("threed@"):
-        color, hatch = _STYLES["threed"][0], "xx"
-        index = 2
-    else:
-        index = zlib.crc32(method.encode())
-        color, hatch = _FALLBACK[index % len(_FALLBACK)], ""
-    return {
-        "color": color,
-        "hatch": hatch,
-        "linestyle": _LINESTYLE.get(hatch, "-"),
-        "marker": _MARKERS[index % len(_MARKERS)],
-    }
+    """Colour, hatch, line style and marker of a run label, the same in every figure."""
+    return label_style(method)
 
 
 def png_bytes(make: Callable[..., Figure], *args: Any, **kwargs: Any) -> bytes:

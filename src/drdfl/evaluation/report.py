@@ -34,6 +34,7 @@ from drdfl.errors import DataError
 from drdfl.evaluation import figures
 from drdfl.evaluation.metrics import mean_ci
 from drdfl.evaluation.suites import PAPER_CORRUPTIONS
+from drdfl.methods.registry import history_columns, label_order, sweep_budget
 
 #: The headline metric of every table.
 MAIN_METRIC = "normalized_regret"
@@ -41,24 +42,8 @@ MAIN_METRIC = "normalized_regret"
 CORRUPTIONS, SKYLINE = "corruptions", "skyline"
 #: The method every corruption result is divided by (paper Fig. 2).
 REFERENCE = "dfl"
-#: Column order of the tables; methods not listed follow in alphabetical order.
-METHOD_ORDER = (
-    "mse",
-    "dfl",
-    "threed",
-    "threed-mse",
-    "wdro",
-    "kldro",
-    "cvar",
-    "chi2",
-    "augment-gaussian",
-    "augment-perlin",
-    "augment-cutout",
-    "diffusion-augment",
-)
 #: Per-epoch columns of 3D-Learning's history shown in their own figure.
-THREED_DYNAMICS = ("alpha", "J", "clip_frac", "adv_regret")
-_SWEEP = re.compile(r"^threed@(?P<eps>[0-9.eE+-]+)$")
+THREED_DYNAMICS = tuple(history_columns("threed"))
 _RESULTS = ("method", "seed", "suite", "test_set", "metric", "value")
 _HISTORIES = ("method", "seed", "epoch")
 _TIMINGS = ("method", "seed", "stage", "seconds")
@@ -163,28 +148,9 @@ def load_outputs(out_dir: str | Path) -> RunOutputs:
 
 
 def order_methods(methods: Iterable[str]) -> list[str]:
-    """``methods`` in table order: :data:`METHOD_ORDER`, others, budget sweep by ε, skyline."""
-
-    def key(m: str) -> tuple[int, float, str]:
-        if m in METHOD_ORDER:
-            return (0, METHOD_ORDER.index(m), m)
-        if m == SKYLINE:
-            return (3, 0.0, m)
-        eps = sweep_budget(m)
-        return (2, eps, m) if eps is not None else (1, 0.0, m)
-
-    return sorted(set(methods), key=key)
-
-
-def sweep_budget(method: str) -> float | None:
-    """The budget ε of a budget-sweep entry ``threed@ε``; ``None`` for any other method."""
-    match = _SWEEP.match(method)
-    if match is None:
-        return None
-    try:
-        return float(match["eps"])
-    except ValueError:
-        return None
+    """``methods`` (run labels) in table order: registry order with each method's variants
+    after it, unknown labels next, the skyline last."""
+    return sorted(set(methods), key=label_order)
 
 
 def main_suites(results: pd.DataFrame) -> list[str]:

@@ -1,47 +1,59 @@
-"""Training methods behind one :class:`~drdfl.methods.base.Method` interface."""
+"""Training methods behind one :class:`~drdfl.methods.base.Method` interface.
+
+The method classes load on first use; :mod:`drdfl.methods.registry` holds every fact
+about them (names, order, styles, parameter models, history columns).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from drdfl.errors import ConfigError
-from drdfl.methods.augment import (
-    CutoutAugmentMethod,
-    DiffusionAugmentMethod,
-    GaussianAugmentMethod,
-    PerlinAugmentMethod,
-)
-from drdfl.methods.base import FitResult, Method, TrainingData
-from drdfl.methods.dro import Chi2DROMethod, CVaRMethod, KLDROMethod
-from drdfl.methods.pto import DFLMethod, MSEMethod
-from drdfl.methods.threed import ThreeDLearning
-from drdfl.methods.trainer import TrainedMethod
-from drdfl.methods.wdro import WDROMethod
+from drdfl.methods.registry import METHODS, get_spec
 
-METHODS: dict[str, type[TrainedMethod]] = {
-    MSEMethod.name: MSEMethod,
-    DFLMethod.name: DFLMethod,
-    ThreeDLearning.name: ThreeDLearning,
-    KLDROMethod.name: KLDROMethod,
-    CVaRMethod.name: CVaRMethod,
-    Chi2DROMethod.name: Chi2DROMethod,
-    WDROMethod.name: WDROMethod,
-    GaussianAugmentMethod.name: GaussianAugmentMethod,
-    PerlinAugmentMethod.name: PerlinAugmentMethod,
-    CutoutAugmentMethod.name: CutoutAugmentMethod,
-    DiffusionAugmentMethod.name: DiffusionAugmentMethod,
+if TYPE_CHECKING:
+    from drdfl.methods.augment import (
+        CutoutAugmentMethod,
+        DiffusionAugmentMethod,
+        GaussianAugmentMethod,
+        PerlinAugmentMethod,
+    )
+    from drdfl.methods.base import FitResult, Method, TrainingData
+    from drdfl.methods.dro import Chi2DROMethod, CVaRMethod, KLDROMethod
+    from drdfl.methods.pto import DFLMethod, MSEMethod
+    from drdfl.methods.threed import ThreeDLearning
+    from drdfl.methods.trainer import TrainedMethod
+    from drdfl.methods.wdro import WDROMethod
+
+_LAZY = {
+    "FitResult": "drdfl.methods.base",
+    "Method": "drdfl.methods.base",
+    "TrainingData": "drdfl.methods.base",
+    "TrainedMethod": "drdfl.methods.trainer",
+    "MSEMethod": "drdfl.methods.pto",
+    "DFLMethod": "drdfl.methods.pto",
+    "ThreeDLearning": "drdfl.methods.threed",
+    "KLDROMethod": "drdfl.methods.dro",
+    "CVaRMethod": "drdfl.methods.dro",
+    "Chi2DROMethod": "drdfl.methods.dro",
+    "WDROMethod": "drdfl.methods.wdro",
+    "GaussianAugmentMethod": "drdfl.methods.augment",
+    "PerlinAugmentMethod": "drdfl.methods.augment",
+    "CutoutAugmentMethod": "drdfl.methods.augment",
+    "DiffusionAugmentMethod": "drdfl.methods.augment",
 }
 
 
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def get_method(name: str, **kwargs: Any) -> TrainedMethod:
-    """Instantiate the method registered as ``name`` with constructor ``kwargs``."""
-    try:
-        cls = METHODS[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown method {name!r}; valid methods: {', '.join(sorted(METHODS))}"
-        ) from None
-    return cls(**kwargs)
+    """The method registered as ``name``, built with constructor ``kwargs`` (``train``,
+    ``checkpoint``, ``progress`` and the method's own hyperparameters)."""
+    return get_spec(name).cls(**kwargs)
 
 
 __all__ = [

@@ -21,12 +21,10 @@ from torch import nn
 
 from drdfl.config import StrictModel, TrainConfig
 from drdfl.data.shifts import apply_corruption
-from drdfl.diffusion.model import DiffusionModel
 from drdfl.diffusion.segments import segments_to_windows
 from drdfl.errors import ConfigError, DataError
-from drdfl.methods._params import parse_params
 from drdfl.methods.base import TrainingData
-from drdfl.methods.reference import to_training_units
+from drdfl.methods.reference import ReferenceParams, reference_model, to_training_units
 from drdfl.methods.trainer import TrainedMethod
 from drdfl.tasks.base import DecisionTask
 
@@ -73,23 +71,20 @@ class CorruptionAugmentMethod(TrainedMethod):
     #: exclusive upper limit of ``level`` (a probability for cutout)
     max_level: ClassVar[float] = math.inf
 
+    Params = CorruptionParams
+
     def __init__(
         self,
-        level: float = 0.05,
-        copies: int = 1,
-        regenerate: bool = False,
-        *,
         train: TrainConfig | None = None,
         checkpoint: str | Path | None = None,
         progress: bool = False,
+        **params: Any,
     ) -> None:
-        super().__init__(train=train, checkpoint=checkpoint, progress=progress)
-        p = parse_params(
-            self.name, CorruptionParams, level=level, copies=copies, regenerate=regenerate
-        )
+        super().__init__(train, checkpoint, progress, **params)
+        p = self.params
         if p.level >= self.max_level:
             raise ConfigError(
-                f"method_params.{self.name}.level: must be below {self.max_level} (got {level!r})"
+                f"method_params.{self.name}.level: must be below {self.max_level} (got {p.level!r})"
             )
         self.level, self.copies, self.regenerate = p.level, p.copies, p.regenerate
 
@@ -158,7 +153,7 @@ class CutoutAugmentMethod(CorruptionAugmentMethod):
 
 
 # ------------------------------------------------------------------------- diffusion
-class DiffusionAugmentParams(StrictModel):
+class DiffusionAugmentParams(ReferenceParams):
     """Hyperparameters of ``diffusion-augment``."""
 
     samples: int | None = Field(
@@ -183,44 +178,23 @@ class DiffusionAugmentMethod(TrainedMethod):
     training scaler) and clipped at zero demand.
 
     ``diffusion`` is a fitted :class:`~drdfl.diffusion.model.DiffusionModel` or the
-    directory it was saved in. The defaults (64 fresh DDPM segments per epoch, 30 % real
-    windows) are those of ``threed``'s adversarial datasets, so that the two differ only
-    in the adversary.
+    directory it was saved in; without one, θ₀ is fitted here with ``preset``. The
+    defaults (64 fresh DDPM segments per epoch, 30 % real windows) are those of
+    ``threed``'s adversarial datasets, so that the two differ only in the adversary.
     """
 
     name = "diffusion-augment"
+    Params = DiffusionAugmentParams
 
     def __init__(
         self,
-        diffusion: DiffusionModel | str | Path,
-        samples: int | None = 64,
-        real_fraction: float = 0.3,
-        regenerate: bool = True,
-        sampler: Literal["ddpm", "ddim"] = "ddpm",
-        steps: int | None = None,
-        *,
         train: TrainConfig | None = None,
         checkpoint: str | Path | None = None,
         progress: bool = False,
+        **params: Any,
     ) -> None:
-        super().__init__(train=train, checkpoint=checkpoint, progress=progress)
-        p = parse_params(
-            self.name,
-            DiffusionAugmentParams,
-            samples=samples,
-            real_fraction=real_fraction,
-            regenerate=regenerate,
-            sampler=sampler,
-            steps=steps,
-        )
-        if isinstance(diffusion, str | Path):
-            diffusion = DiffusionModel.load(diffusion)
-        if not isinstance(diffusion, DiffusionModel):
-            raise ConfigError(
-                f"method_params.{self.name}.diffusion: expected a DiffusionModel or its directory, "
-                f"got {type(diffusion).__name__}"
-            )
-        self.diffusion = diffusion
+        super().__init__(train, checkpoint, progress, **params)
+        p = self.params
         self.samples, self.real_fraction = p.samples, p.real_fraction
         self.regenerate, self.sampler, self.steps = p.regenerate, p.sampler, p.steps
 
@@ -231,6 +205,11 @@ class DiffusionAugmentMethod(TrainedMethod):
         forecaster: nn.Module,
         generator: torch.Generator,
     ) -> None:
+        p = self.params
+        real = data.scaler.inverse_transform(np.asarray(data.series, dtype=np.float64))
+        self.diffusion = reference_model(
+            p.diffusion, real, p.preset, p.diffusion_iterations, self.train.seed
+        )
         window, horizon = data.train.window, data.train.horizon
         per_segment = self.diffusion.segment_length - window - horizon + 1
         if per_segment < 1:

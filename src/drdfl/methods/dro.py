@@ -22,13 +22,13 @@ import math
 from abc import abstractmethod
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from pydantic import Field
 from torch import nn
 
 from drdfl.config import StrictModel, TrainConfig
-from drdfl.methods._params import parse_params
 from drdfl.methods.base import TrainingData
 from drdfl.methods.trainer import TrainedMethod
 from drdfl.tasks.base import DecisionTask
@@ -149,8 +149,9 @@ class DROMethod(TrainedMethod):
         train: TrainConfig | None = None,
         checkpoint: str | Path | None = None,
         progress: bool = False,
+        **params: Any,
     ) -> None:
-        super().__init__(train=train, checkpoint=checkpoint, progress=progress)
+        super().__init__(train, checkpoint, progress, **params)
         self._raw: nn.Parameter | None = None
 
     # -- what a subclass defines
@@ -240,16 +241,11 @@ class KLDROMethod(DROMethod):
     name = "kldro"
     dual_name = "lambda"
 
-    def __init__(
-        self,
-        radius: float = 2.0,
-        *,
-        train: TrainConfig | None = None,
-        checkpoint: str | Path | None = None,
-        progress: bool = False,
-    ) -> None:
-        super().__init__(train=train, checkpoint=checkpoint, progress=progress)
-        self.radius = parse_params(self.name, KLDROParams, radius=radius).radius
+    Params = KLDROParams
+
+    @property
+    def radius(self) -> float:
+        return self.params.radius
 
     def dual_objective(self, losses: torch.Tensor, dual: torch.Tensor | float) -> torch.Tensor:
         return kl_dual(losses, dual, self.radius)
@@ -284,16 +280,11 @@ class CVaRMethod(DROMethod):
     name = "cvar"
     dual_name = "eta"
 
-    def __init__(
-        self,
-        alpha: float = 0.9,
-        *,
-        train: TrainConfig | None = None,
-        checkpoint: str | Path | None = None,
-        progress: bool = False,
-    ) -> None:
-        super().__init__(train=train, checkpoint=checkpoint, progress=progress)
-        self.alpha = parse_params(self.name, CVaRParams, alpha=alpha).alpha
+    Params = CVaRParams
+
+    @property
+    def alpha(self) -> float:
+        return self.params.alpha
 
     def dual_objective(self, losses: torch.Tensor, dual: torch.Tensor | float) -> torch.Tensor:
         return cvar_dual(losses, dual, self.alpha)
@@ -318,16 +309,11 @@ class Chi2DROMethod(DROMethod):
     name = "chi2"
     dual_name = "eta"
 
-    def __init__(
-        self,
-        radius: float = 1.0,
-        *,
-        train: TrainConfig | None = None,
-        checkpoint: str | Path | None = None,
-        progress: bool = False,
-    ) -> None:
-        super().__init__(train=train, checkpoint=checkpoint, progress=progress)
-        self.radius = parse_params(self.name, Chi2Params, radius=radius).radius
+    Params = Chi2Params
+
+    @property
+    def radius(self) -> float:
+        return self.params.radius
 
     def dual_objective(self, losses: torch.Tensor, dual: torch.Tensor | float) -> torch.Tensor:
         return chi2_dual(losses, dual, self.radius)

@@ -5,10 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from pydantic import ConfigDict, Field, field_validator
 
+from drdfl.config import StrictModel
 from drdfl.data.windows import ArrayT, Scaler
 from drdfl.diffusion.model import DiffusionModel, get_preset
 from drdfl.diffusion.train import fit_series
+
+
+class ReferenceParams(StrictModel):
+    """Where a generative method's reference model θ₀ comes from."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    diffusion: DiffusionModel | str | Path | None = Field(
+        None, description="reference model θ₀ or its directory; None: fit one with `preset`"
+    )
+    preset: str = Field("fast", description="diffusion preset when θ₀ is fitted here")
+    diffusion_iterations: int | None = Field(None, ge=1)
+
+    @field_validator("diffusion")
+    @classmethod
+    def _load(cls, v: DiffusionModel | str | Path | None) -> DiffusionModel | None:
+        """A directory is loaded here, so that a bad one fails before any training."""
+        return DiffusionModel.load(v) if isinstance(v, str | Path) else v
 
 
 def reference_model(

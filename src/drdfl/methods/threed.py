@@ -73,31 +73,29 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
-from drdfl.config import StrictModel, TrainConfig, parse_model
+from drdfl.config import TrainConfig
 from drdfl.diffusion.ddpm import score_matching_loss
 from drdfl.diffusion.model import DiffusionModel
 from drdfl.diffusion.segments import random_segments, segments_to_windows
 from drdfl.diffusion.trajectory import Transitions, trajectory_log_prob
 from drdfl.errors import ConfigError
 from drdfl.methods.base import TrainingData
-from drdfl.methods.reference import reference_model, to_training_units
+from drdfl.methods.reference import ReferenceParams, reference_model, to_training_units
 from drdfl.methods.trainer import TrainedMethod
 from drdfl.tasks.base import DecisionTask
 
 
-class ThreeDParams(StrictModel):
+class ThreeDParams(ReferenceParams):
     """3D-Learning's hyperparameters (paper values in the descriptions)."""
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
-
-    diffusion: DiffusionModel | str | None = Field(
-        None, description="reference model θ₀ or its directory; None: fit one with `preset`"
+    objective: Literal["regret", "decision", "mse"] | None = Field(
+        None,
+        description="forecaster objective (None: the training config's); 'mse' is the "
+        "paper's Fig. 3 ablation, 3D-Learning with MSE training",
     )
-    preset: str = Field("fast", description="diffusion preset when θ₀ is fitted here")
-    diffusion_iterations: int | None = Field(None, ge=1)
     budget: float = Field(0.03, ge=0, description="ε (paper 0.03)")
     budget_mode: Literal["excess", "absolute"] = "excess"
     t_prime: int = Field(10, ge=1, description="T′: reverse steps scored and constrained (10)")
@@ -133,6 +131,7 @@ class ThreeDLearning(TrainedMethod):
     """3D-Learning (``threed``): DFL against the worst case inside a diffusion model."""
 
     name = "threed"
+    Params = ThreeDParams
 
     def __init__(
         self,
@@ -141,12 +140,9 @@ class ThreeDLearning(TrainedMethod):
         progress: bool = False,
         **params: Any,
     ) -> None:
-        super().__init__(train, checkpoint, progress)
-        if "objective" in params:  # the Fig. 3 ablation: "3D-Learning with MSE training"
-            self.train = self.train.model_copy(update={"objective": params.pop("objective")})
-        parsed = parse_model(ThreeDParams, params, "method_params.threed")
-        assert isinstance(parsed, ThreeDParams)
-        self.params = parsed
+        super().__init__(train, checkpoint, progress, **params)
+        if self.params.objective is not None:
+            self.train = self.train.model_copy(update={"objective": self.params.objective})
 
     # ------------------------------------------------------------------ setup
     def prepare(

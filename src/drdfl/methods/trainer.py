@@ -14,13 +14,13 @@ import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from drdfl.config import TrainConfig
+from drdfl.config import StrictModel, TrainConfig, parse_model
 from drdfl.errors import TrainingError
 from drdfl.methods.base import FitResult, Method, TrainingData
 from drdfl.methods.losses import sample_losses
@@ -28,26 +28,38 @@ from drdfl.seeding import torch_generator
 from drdfl.tasks.base import DecisionTask
 
 
+class NoParams(StrictModel):
+    """A method without hyperparameters of its own."""
+
+
 class TrainedMethod(Method):
     """Gradient training of a forecaster on per-sample losses (PTO/DFL and all robust variants).
 
-    Subclasses override the hooks :meth:`prepare`, :meth:`epoch_windows`,
-    :meth:`perturb`, :meth:`aggregate`, :meth:`extra_parameters` and :meth:`epoch_record`.
+    Every method has the same constructor: the shared training settings, an optional
+    checkpoint file, a progress flag and the method's own hyperparameters as keywords,
+    validated by its :attr:`Params` model into :attr:`params` (errors name the key as
+    ``method_params.<name>.<key>``). Subclasses override the hooks :meth:`prepare`,
+    :meth:`epoch_windows`, :meth:`perturb`, :meth:`aggregate`, :meth:`extra_parameters`
+    and :meth:`epoch_record`.
     """
 
     name = "trained"
     #: objective used when the config does not force one (``mse`` overrides it)
     default_objective: str | None = None
+    #: the pydantic model of the method's hyperparameters
+    Params: ClassVar[type[StrictModel]] = NoParams
 
     def __init__(
         self,
         train: TrainConfig | None = None,
         checkpoint: str | Path | None = None,
         progress: bool = False,
+        **params: Any,
     ) -> None:
         self.train = train or TrainConfig()
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.progress = progress
+        self.params: Any = parse_model(self.Params, params, f"method_params.{self.name}")
 
     # ------------------------------------------------------------------ hooks
     def prepare(

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, field_validator
 from torch import nn
 
 from drdfl.config import StrictModel, TrainConfig
-from drdfl.methods._params import parse_params
 from drdfl.methods.losses import sample_losses
 from drdfl.methods.trainer import TrainedMethod
 
@@ -109,26 +108,17 @@ class WDROMethod(TrainedMethod):
 
     name = "wdro"
 
+    Params = WDROParams
+
     def __init__(
         self,
-        radius: float = 2.0,
-        steps: int = 15,
-        attack_objective: Literal["regret", "decision", "mse"] | None = None,
-        bounds: tuple[float, float] | None = (0.0, 1.0),
-        *,
         train: TrainConfig | None = None,
         checkpoint: str | Path | None = None,
         progress: bool = False,
+        **params: Any,
     ) -> None:
-        super().__init__(train=train, checkpoint=checkpoint, progress=progress)
-        p = parse_params(
-            self.name,
-            WDROParams,
-            radius=radius,
-            steps=steps,
-            attack_objective=attack_objective,
-            bounds=bounds,
-        )
+        super().__init__(train, checkpoint, progress, **params)
+        p = self.params
         self.radius, self.steps = p.radius, p.steps
         self.attack_objective, self.bounds = p.attack_objective, p.bounds
         self._gain = torch.zeros(3)

@@ -1,0 +1,290 @@
+"""The method registry: every fact about a training method in one place.
+
+Config validation, the runner, the sweep and the report read this table and nothing else:
+a method's name, its place in tables, its plot style, whether it starts from the
+reference diffusion model θ₀, whether it is warm-started from DFL, its parameter model
+(the pydantic class its constructor validates) and the history columns it writes per
+epoch. Importing this module is cheap: the method classes load on first use.
+
+Run *labels* name a method or a variant of one: ``threed-mse`` (3D-Learning trained on
+MSE, the paper's Fig. 3 ablation), ``threed@0.03`` (a budget-sweep point), ``skyline``
+(DFL trained on part of a test set). :func:`spec_for_label` maps any label to the entry
+it belongs to and :func:`label_style` to its plot style.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import zlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from drdfl.config import StrictModel, TrainConfig
+    from drdfl.methods.trainer import TrainedMethod
+
+#: Okabe & Ito (2008), "Color Universal Design": a colour-blind-safe palette
+OKABE_ITO = {
+    "orange": "#E69F00",
+    "sky": "#56B4E9",
+    "green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "purple": "#CC79A7",
+    "black": "#000000",
+    "grey": "#999999",
+}
+# Paul Tol's "muted" scheme, for labels the registry does not name.
+_FALLBACK = ("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677")
+_LINESTYLE = {"": "-", "//": "--", "..": ":", "xx": "-.", "\\\\": (0, (3, 1, 1, 1))}
+_MARKERS = "osD^vP<>Xph*"
+
+#: the label of DFL trained on part of each test set (an upper bound, not a method)
+SKYLINE = "skyline"
+#: suffix of the MSE-objective ablation of a method (``threed-mse``)
+MSE_SUFFIX = "-mse"
+_SWEEP = re.compile(r"^(?P<method>[a-z0-9-]+)@(?P<budget>[0-9.eE+-]+)$")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One registered training method."""
+
+    name: str
+    #: ``module:Class`` of the :class:`~drdfl.methods.trainer.TrainedMethod` subclass
+    target: str
+    summary: str
+    color: str
+    hatch: str = ""
+    #: starts from the reference diffusion model θ₀ (the runner fits and caches it)
+    needs_reference: bool = False
+    #: warm-started from the seed's DFL model when the run asks for warm starts
+    warm_start: bool = True
+    #: per-epoch history columns the method writes beyond the shared ones, with meanings
+    history: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cls(self) -> type[TrainedMethod]:
+        """The method class (imported on first use)."""
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    @property
+    def params_model(self) -> type[StrictModel]:
+        """The pydantic model of the method's hyperparameters."""
+        return self.cls.Params
+
+    def build(
+        self,
+        train: TrainConfig | None = None,
+        params: dict[str, Any] | None = None,
+        checkpoint: Any = None,
+        progress: bool = False,
+    ) -> TrainedMethod:
+        """The method configured with ``params`` (validated by :attr:`params_model`)."""
+        return self.cls(train=train, checkpoint=checkpoint, progress=progress, **(params or {}))
+
+
+#: history columns every method writes (the shared training loop)
+SHARED_HISTORY = {
+    "epoch": "outer epoch",
+    "train_loss": "mean training objective over the epoch's windows",
+    "val_regret": "mean decision regret on the validation windows",
+    "lr": "forecaster learning rate",
+    "time_s": "wall time since the start of training",
+}
+
+_DRO_DUAL = "dual variable of the DRO objective at the epoch's end"
+
+REGISTRY: tuple[MethodSpec, ...] = (
+    MethodSpec(
+        "mse",
+        "drdfl.methods.pto:MSEMethod",
+        "predict-then-optimise: squared error, decide afterwards",
+        OKABE_ITO["grey"],
+        warm_start=False,
+    ),
+    MethodSpec(
+        "dfl",
+        "drdfl.methods.pto:DFLMethod",
+        "decision-focused learning on the real windows",
+        OKABE_ITO["blue"],
+        warm_start=False,
+    ),
+    MethodSpec(
+        "threed",
+        "drdfl.methods.threed:ThreeDLearning",
+        "3D-Learning: DFL against the worst case inside a diffusion model",
+        OKABE_ITO["vermillion"],
+        needs_reference=True,
+        history={
+            "alpha": "dual variable α of the J budget (paper ambiguity set)",
+            "J": "score-matching loss J(θ) on real segments at t ≤ T′",
+            "J_excess": "J(θ) − J(θ₀)",
+            "clip_frac": "share of clipped likelihood ratios (ratio estimator)",
+            "ref_loss": "forecaster loss on θ₀'s segments",
+            "adv_loss": "forecaster loss on the adversary's segments",
+        },
+    ),
+    MethodSpec(
+        "wdro",
+        "drdfl.methods.wdro:WDROMethod",
+        "Wasserstein DRO: Frank–Wolfe ℓ2 attacks on input windows",
+        OKABE_ITO["sky"],
+        history={
+            "attack_loss_clean": "attack loss before the attack",
+            "attack_loss_adv": "attack loss after the attack",
+        },
+    ),
+    MethodSpec(
+        "kldro",
+        "drdfl.methods.dro:KLDROMethod",
+        "KL-divergence DRO of the per-window decision loss",
+        OKABE_ITO["green"],
+        history={"lambda": _DRO_DUAL},
+    ),
+    MethodSpec(
+        "cvar",
+        "drdfl.methods.dro:CVaRMethod",
+        "CVaR of the per-window decision loss",
+        OKABE_ITO["purple"],
+        history={"eta": _DRO_DUAL},
+    ),
+    MethodSpec(
+        "chi2",
+        "drdfl.methods.dro:Chi2DROMethod",
+        "χ²-divergence DRO of the per-window decision loss",
+        OKABE_ITO["yellow"],
+        history={"eta": _DRO_DUAL},
+    ),
+    MethodSpec(
+        "augment-gaussian",
+        "drdfl.methods.augment:GaussianAugmentMethod",
+        "DFL with Gaussian-noise copies of the training series",
+        OKABE_ITO["orange"],
+    ),
+    MethodSpec(
+        "augment-perlin",
+        "drdfl.methods.augment:PerlinAugmentMethod",
+        "DFL with Perlin-noise copies of the training series",
+        OKABE_ITO["orange"],
+        hatch="//",
+    ),
+    MethodSpec(
+        "augment-cutout",
+        "drdfl.methods.augment:CutoutAugmentMethod",
+        "DFL with cutout copies of the training series",
+        OKABE_ITO["orange"],
+        hatch="..",
+    ),
+    MethodSpec(
+        "diffusion-augment",
+        "drdfl.methods.augment:DiffusionAugmentMethod",
+        "DFL on real windows mixed with θ₀'s samples (3D-Learning without the adversary)",
+        OKABE_ITO["black"],
+        needs_reference=True,
+        history={"generated_pool": "generated windows available this epoch"},
+    ),
+)
+
+METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in REGISTRY}
+#: every registered method, in report order
+METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
+
+
+def get_spec(name: str) -> MethodSpec:
+    """The registry entry of ``name``; a :class:`ConfigError` lists the valid names."""
+    from drdfl.errors import ConfigError
+
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown method {name!r}; valid methods: {', '.join(METHOD_NAMES)}"
+        ) from None
+
+
+def parse_label(label: str) -> tuple[str, str]:
+    """``(method, variant)`` of a run label: ``("threed", "mse")`` for ``threed-mse``,
+    ``("threed", "@0.03")`` for a budget-sweep point, ``("skyline", "")``, ``(m, "")``."""
+    if label in METHODS or label == SKYLINE:
+        return label, ""
+    sweep = _SWEEP.match(label)
+    if sweep and sweep["method"] in METHODS:
+        return sweep["method"], "@" + sweep["budget"]
+    if label.endswith(MSE_SUFFIX) and label[: -len(MSE_SUFFIX)] in METHODS:
+        return label[: -len(MSE_SUFFIX)], "mse"
+    return label, ""
+
+
+def sweep_budget(label: str) -> float | None:
+    """The budget ε of a budget-sweep label ``method@ε``; ``None`` for any other label."""
+    sweep = _SWEEP.match(label)
+    if sweep is None or sweep["method"] not in METHODS:
+        return None
+    try:
+        return float(sweep["budget"])
+    except ValueError:
+        return None
+
+
+def label_order(label: str) -> tuple[int, int, float, str]:
+    """Sort key of run labels: registry order, a method's variants after it, labels the
+    registry does not know next, the skyline last."""
+    method, variant = parse_label(label)
+    if method == SKYLINE:
+        return (2, 0, 0.0, label)
+    if method not in METHODS:
+        return (1, 0, 0.0, label)
+    rank = METHOD_NAMES.index(method)
+    if not variant:
+        return (0, rank, -2.0, label)
+    if variant == "mse":
+        return (0, rank, -1.0, label)
+    return (0, rank, float(variant[1:]), label)
+
+
+def label_style(label: str) -> dict[str, Any]:
+    """Colour, hatch, line style and marker of a run label, the same in every figure."""
+    method, variant = parse_label(label)
+    if method == SKYLINE:
+        color, hatch, index = "#FFFFFF", "xx", len(METHOD_NAMES)
+    elif method in METHODS:
+        spec = METHODS[method]
+        index = METHOD_NAMES.index(method)
+        color = spec.color
+        hatch = {"": spec.hatch, "mse": "//"}.get(variant, "xx")
+    else:
+        index = zlib.crc32(label.encode())
+        color, hatch = _FALLBACK[index % len(_FALLBACK)], ""
+    return {
+        "color": color,
+        "hatch": hatch,
+        "linestyle": _LINESTYLE.get(hatch, "-"),
+        "marker": _MARKERS[index % len(_MARKERS)],
+    }
+
+
+def history_columns(label: str) -> dict[str, str]:
+    """The method-specific history columns a run label's method writes."""
+    method, _ = parse_label(label)
+    return dict(METHODS[method].history) if method in METHODS else {}
+
+
+__all__ = [
+    "METHODS",
+    "METHOD_NAMES",
+    "OKABE_ITO",
+    "REGISTRY",
+    "SHARED_HISTORY",
+    "SKYLINE",
+    "MethodSpec",
+    "get_spec",
+    "history_columns",
+    "label_order",
+    "label_style",
+    "parse_label",
+    "sweep_budget",
+]
