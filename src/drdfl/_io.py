@@ -22,7 +22,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     # mkstemp creates 0600 files; a result is meant to be shared like any other file.
-    os.fchmod(fd, 0o666 & ~_umask())
+    os.fchmod(fd, default_file_mode())
     os.close(fd)
     try:
         with open(tmp, mode, **kwargs) as handle:
@@ -36,11 +36,12 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
         raise
 
 
-def _umask() -> int:
-    """The process umask (reading it means setting it; it is put back at once)."""
+def default_file_mode() -> int:
+    """The mode ``open`` gives a new file: 0666 less the process umask (reading the umask
+    means setting it; it is put back at once)."""
     mask = os.umask(0o022)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
