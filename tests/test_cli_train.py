@@ -111,7 +111,7 @@ def trained(tmp_path_factory):
         "dfl", suite, forecaster="mlp", train=TrainConfig(epochs=1, batch_size=256), seed=2
     )
     directory = save_trained(model, suite, tmp_path_factory.mktemp("m") / "model")
-    table, _ = evaluate_tests(model.forecaster, suite.tests, model.task, seed=0)
+    table, _ = evaluate_tests(model.forecaster, suite.tests, model.task, seed=2)
     return directory, table
 
 
@@ -278,3 +278,23 @@ def test_threed_says_it_fits_its_own_reference_model(tmp_path, capsys):
         "threed: fitting its own reference diffusion model θ₀ first (preset tiny, 3 "
         "iterations; roughly 1 s on one CPU core); --diffusion DIFF_DIR reuses a fitted one"
     ]
+
+
+def test_evaluate_on_a_run_unit_reproduces_its_rows_of_results(tmp_path, capsys):
+    out = tmp_path / "run"
+    overrides = [
+        "methods=dfl", "seeds=1", "train.epochs=1", "data.synthetic_days=0.5",
+        "data.interval=10s", "evaluation.corruptions=false", "evaluation.skyline=false",
+    ]  # fmt: skip
+    args = ["run", "--profile", "quick", "--out", str(out)]
+    code, _, err = _run([*args, *[a for o in overrides for a in ("--set", o)]], capsys)
+    assert code == 0, err
+    code, stdout, err = _run(["evaluate", str(out / "units" / "dfl-s1" / "model"), "--json"],
+                             capsys)  # fmt: skip
+    assert code == 0, err
+    evaluated = pd.DataFrame(json.loads(stdout)["results"])
+    results = pd.read_csv(out / "results.csv")
+    key = ["method", "seed", "suite", "test_set", "metric"]
+    merged = evaluated.merge(results, on=key, suffixes=("", "_run"), validate="1:1")
+    assert len(merged) == len(evaluated) == len(results) > 20
+    np.testing.assert_allclose(merged["value"], merged["value_run"], rtol=1e-12, atol=0)

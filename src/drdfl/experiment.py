@@ -174,16 +174,27 @@ def evaluate_model(
     tests: list[str] | None = None,
     data_dir: str | Path | None = None,
     per_window: bool = False,
-    seed: int = 0,
+    seed: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, list[str]]:
     """Evaluate a saved model on a suite and/or user test sets.
 
-    Returns the tidy table ``(method, seed, suite, test_set, metric, value)``, the per-window
-    table when asked, and notes for the reader (e.g. overlaps between train and test data).
+    The suite is rebuilt with the data settings the model was trained on; ``seed`` (the
+    bootstrap's and the corruptions'; default: the model's) and the evaluation settings a
+    run saved with the model make the numbers those the run reported. Returns the tidy
+    table ``(method, seed, suite, test_set, metric, value)``, the per-window table when
+    asked, and notes for the reader (e.g. overlaps between train and test data).
     """
     path = Path(directory)
     model = load_model(path)
     trained = data_config(model, path / "config.toml")
+    seed = model.seed if seed is None else seed
+    # A run saves its evaluation settings with each model; the defaults are a run's too.
+    evaluation = model.config.get("evaluation", {})
+    scoring = {
+        "alpha": float(evaluation.get("cvar_alpha", 0.9)),
+        "n_boot": int(evaluation.get("bootstrap", 500)),
+        "seed": seed,
+    }
     trained_on = trained.suite if trained is not None else model.meta.get("suite", "synthetic")
     name = suite or (None if tests else trained_on)
     test_sets: list[TestSet] = []
@@ -222,7 +233,7 @@ def evaluate_model(
             data_dir if data_dir is not None or trained is None else trained.data_dir,
             tokens=trained.tokens if trained is not None else "context",
         )
-    table, scores = evaluate_tests(model.forecaster, test_sets, model.task, seed=seed)
+    table, scores = evaluate_tests(model.forecaster, test_sets, model.task, **scoring)
     table.insert(0, "suite", name or "user")
     table.insert(0, "seed", model.seed)
     table.insert(0, "method", model.method)

@@ -262,6 +262,7 @@ class Run:
         )
         timings.append(self._timing(unit, "train", time.perf_counter() - start))
         model.method = unit.label
+        model.config["evaluation"] = cfg.evaluation.model_dump()  # drdfl evaluate rescores alike
         save_trained(model, self.suite, folder / "model")
         start = time.perf_counter()
         results = self._evaluate(unit, model)

@@ -112,7 +112,10 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps({"results": table.to_dict("records"), "notes": notes}, indent=2))
         return
-    wide = table.pivot_table(index="test_set", columns="metric", values="value", sort=False)
+    # dropna=False: a metric that came out NaN is shown as such, never silently left out.
+    wide = table.pivot_table(
+        index="test_set", columns="metric", values="value", sort=False, dropna=False
+    )
     cols = ["normalized_regret", "normalized_regret_ratio", "regret", "mse", "w_distance"]
     echo_table(wide[[c for c in cols if c in wide.columns]], title=f"{model_dir} — {label}")
     for note in notes:
