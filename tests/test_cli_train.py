@@ -298,3 +298,19 @@ def test_evaluate_on_a_run_unit_reproduces_its_rows_of_results(tmp_path, capsys)
     merged = evaluated.merge(results, on=key, suffixes=("", "_run"), validate="1:1")
     assert len(merged) == len(evaluated) == len(results) > 20
     np.testing.assert_allclose(merged["value"], merged["value_run"], rtol=1e-12, atol=0)
+
+
+def test_test_sets_of_one_name_are_refused(tmp_path, trained, capsys):
+    directory, _ = trained
+    for folder in ("a", "b"):
+        out = tmp_path / folder / "code.csv"
+        args = ["--days", "0.1", "--regime", "code", "--seed", "1", "--interval", "10s"]
+        assert _run(["data", "synth", *args, "-o", str(out)], capsys)[0] == 0
+    twice = ["--test", str(tmp_path / "a" / "code.csv"), "--test", str(tmp_path / "b" / "code.csv")]
+    code, _, err = _run(["evaluate", str(directory), *twice], capsys)
+    assert code == 2 and "two test sets are named 'code'" in err and "b/code.csv" in err, err
+    # The synthetic suite has a test set called code too.
+    mixed = ["--suite", "synthetic", "--test", str(tmp_path / "a" / "code.csv")]
+    code, _, err = _run(["evaluate", str(directory), *mixed], capsys)
+    assert code == 2 and "two test sets are named 'code' (code-like regime" in err, err
+    assert not list(directory.glob("eval-synthetic+code*"))

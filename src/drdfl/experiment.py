@@ -157,7 +157,7 @@ def user_test_sets(
     normalized with the training ``scaler``."""
     from drdfl.data.loading import load_series
 
-    tests = []
+    tests: list[TestSet] = []
     for spec in specs:
         series = load_series(spec, data_dir, interval=interval_s, tokens=tokens)
         tests.append(
@@ -165,7 +165,20 @@ def user_test_sets(
                 series.name, series, scaler, train_values, window, horizon, f"user test set {spec}"
             )
         )
+    check_unique_names(tests)
     return tests
+
+
+def check_unique_names(tests: list[TestSet]) -> None:
+    """Test sets are told apart by name: two of one name would be averaged together."""
+    seen: dict[str, TestSet] = {}
+    for test in tests:
+        if test.name in seen:
+            raise ConfigError(
+                f"two test sets are named {test.name!r} ({seen[test.name].note or 'suite'}; "
+                f"{test.note or 'suite'}); rename one of the files"
+            )
+        seen[test.name] = test
 
 
 def evaluate_model(
@@ -233,6 +246,7 @@ def evaluate_model(
             data_dir if data_dir is not None or trained is None else trained.data_dir,
             tokens=trained.tokens if trained is not None else "context",
         )
+    check_unique_names(test_sets)
     table, scores = evaluate_tests(model.forecaster, test_sets, model.task, **scoring)
     table.insert(0, "suite", name or "user")
     table.insert(0, "seed", model.seed)
