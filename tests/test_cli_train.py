@@ -314,3 +314,22 @@ def test_test_sets_of_one_name_are_refused(tmp_path, trained, capsys):
     code, _, err = _run(["evaluate", str(directory), *mixed], capsys)
     assert code == 2 and "two test sets are named 'code' (code-like regime" in err, err
     assert not list(directory.glob("eval-synthetic+code*"))
+
+
+def test_train_on_a_constant_trace_warns_in_one_line_naming_it(tmp_path, data_dir, capsys):
+    flat = tmp_path / "data"
+    for folder in ("azure-llm-2023", "azure-llm-2024-5s"):
+        (flat / folder).mkdir(parents=True)
+    for name in ("azure-llm-2023/AzureLLMInferenceTrace_code.csv",
+                 "azure-llm-2023/AzureLLMInferenceTrace_conv.csv",
+                 "azure-llm-2024-5s/code_5s.csv"):  # fmt: skip
+        (flat / name).symlink_to(data_dir / name)
+    conv = flat / "azure-llm-2024-5s" / "conv_5s.csv"
+    conv.write_text("ContextTokens\n" + "0\n" * 3000)
+    args = [*QUICK, "--suite", "honest", "--data-dir", str(flat), "-o", str(tmp_path / "m")]
+    code, _, err = _run(["train", *args], capsys)
+    assert code == 0, err
+    assert err.splitlines() == [
+        f"warning: training series 24V:train ({conv}): it is all zero in all 2,090 intervals; "
+        "a forecaster learns nothing from it and its regret says nothing"
+    ]
