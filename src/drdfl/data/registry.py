@@ -304,7 +304,9 @@ class _Progress:
 def _broken_off(exc: Exception) -> str:
     """What a broken-off transfer got: urllib3's IncompleteRead says how much was missing."""
     cause: BaseException | None = exc
-    while cause is not None:
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
         partial, expected = getattr(cause, "partial", None), getattr(cause, "expected", None)
         if isinstance(partial, int) and isinstance(expected, int):
             return f"is truncated: {partial:,} of {partial + expected:,} bytes"
