@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 import drdfl
 from drdfl._io import atomic_open, write_json, write_text
-from drdfl.artifacts import TrainedModel, load_model
+from drdfl.artifacts import TrainedModel, load_array, load_model
 from drdfl.config import ExperimentConfig, config_to_toml
 from drdfl.data.windows import Windows
 from drdfl.errors import ConfigError
@@ -263,6 +263,7 @@ class Run:
         )
         timings.append(self._timing(unit, "train", time.perf_counter() - start))
         model.method = unit.label
+        model.config["evaluation"] = cfg.evaluation.model_dump()  # drdfl evaluate rescores alike
         save_trained(model, self.suite, folder / "model")
         start = time.perf_counter()
         results = self._evaluate(unit, model)
@@ -436,7 +437,7 @@ class Run:
             arrays["generated"] = data.scaler.transform(model.sample_series(n, seed=seed))
         worst = self.unit_dir(Unit("threed", seed, "threed")) / "worst_case.npy"
         if worst.is_file():
-            arrays["worst_case"] = np.load(worst)
+            arrays["worst_case"] = load_array(worst)
         if arrays:
             with atomic_open(self.out / "samples.npz", "wb") as handle:
                 np.savez(handle, **arrays)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -62,6 +63,8 @@ class Suite:
     train_series: Series
     in_distribution: str
     notes: list[str] = field(default_factory=list)
+    #: the data settings it was built from (stored with every model trained on it)
+    config: dict[str, Any] = field(default_factory=dict)
 
     def test(self, name: str) -> TestSet:
         for t in self.tests:
@@ -176,7 +179,7 @@ def honest_suite(
         "validation and test are the next 15 % each, separated by gaps of one window.",
         "One scaler, fitted on the training part, normalizes every test set.",
     ]
-    conv = Series(conv24.values, "24V", conv24.interval_s, conv24.unit, conv24.start)
+    conv = Series(conv24.values, "24V", conv24.interval_s, conv24.unit, conv24.start, conv24.meta)
     return chronological_suite("honest", conv, window, horizon, ood, notes)
 
 
@@ -262,7 +265,7 @@ def paper_suite(
         f"W-distances use whole files; test files are truncated to {max_rows:,} rows for "
         "evaluation as in the paper's code.",
     ]
-    train_series = Series(raw.values, raw.name, raw.interval_s, raw.unit)
+    train_series = Series(raw.values, raw.name, raw.interval_s, raw.unit, meta=raw.meta)
     return Suite("paper", data, tests, train_series, "23V(Test)", notes)
 
 
