@@ -220,7 +220,9 @@ class WindowFactorAugmentMethod(TrainedMethod):
         log_low, log_high = math.log(p.low), math.log(p.high)
         u = torch.rand(n, 1, generator=generator, dtype=torch.float64)
         factor = torch.exp(log_low + (log_high - log_low) * u)
-        factor[_subsample(n, round(p.real_fraction * n), generator)] = 1.0
+        kept = round(p.real_fraction * n)
+        if kept:
+            factor[_subsample(n, kept, generator)] = 1.0
         return factor.to(self._x.dtype).to(self._x.device)
 
     @abstractmethod
