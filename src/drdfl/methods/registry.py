@@ -114,6 +114,15 @@ REGISTRY: tuple[MethodSpec, ...] = (
         warm_start=False,
     ),
     MethodSpec(
+        "revin-dfl",
+        "drdfl.methods.revin:RevINDFLMethod",
+        "DFL with the forecaster behind reversible instance normalization (RevIN)",
+        OKABE_ITO["blue"],
+        hatch="//",
+        # a DFL model's weights mean something else once each window is standardized
+        warm_start=False,
+    ),
+    MethodSpec(
         "threed",
         "drdfl.methods.threed:ThreeDLearning",
         "3D-Learning: DFL against the worst case inside a diffusion model",
@@ -178,6 +187,20 @@ REGISTRY: tuple[MethodSpec, ...] = (
         "DFL with cutout copies of the training series",
         OKABE_ITO["orange"],
         hatch="..",
+    ),
+    MethodSpec(
+        "augment-level",
+        "drdfl.methods.augment:LevelAugmentMethod",
+        "DFL on windows with their demand level scaled by a log-uniform factor",
+        OKABE_ITO["orange"],
+        hatch="\\\\",
+    ),
+    MethodSpec(
+        "augment-burst",
+        "drdfl.methods.augment:BurstAugmentMethod",
+        "DFL on windows with their deviations from a moving mean scaled",
+        OKABE_ITO["orange"],
+        hatch="xx",
     ),
     MethodSpec(
         "diffusion-augment",
