@@ -232,9 +232,14 @@ def generated_vs_real(real: np.ndarray, generated: np.ndarray, shown: int = 4) -
 
 
 def worst_case_segments(
-    real: np.ndarray | None, worst: np.ndarray, generated: np.ndarray | None, shown: int = 3
+    real: np.ndarray | None,
+    worst: np.ndarray,
+    baseline: np.ndarray | None,
+    baseline_label: str = "generated",
+    shown: int = 3,
 ) -> Figure:
-    """3D-Learning's worst-case segments over the band of real ones, and the marginals."""
+    """3D-Learning's worst-case segments over the band of real ones, and the marginals
+    (with ``baseline``, e.g. θ₀'s samples or the same draw with the adversary off)."""
     fig = Figure(figsize=(11.0, 3.8))
     fig.set_layout_engine("constrained")
     left, right = fig.subplots(1, 2, width_ratios=(1.6, 1.0))
@@ -252,8 +257,8 @@ def worst_case_segments(
     arrays = {f"worst case (n={len(worst)})": (worst, OKABE_ITO["vermillion"])}
     if real is not None:
         arrays[f"real (n={len(real)})"] = (real, OKABE_ITO["blue"])
-    if generated is not None:
-        arrays[f"generated (n={len(generated)})"] = (generated, OKABE_ITO["green"])
+    if baseline is not None:
+        arrays[f"{baseline_label} (n={len(baseline)})"] = (baseline, OKABE_ITO["green"])
     _histogram(right, arrays)
     return fig
 
