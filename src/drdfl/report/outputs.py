@@ -20,6 +20,7 @@ Inputs (``OUT`` is the run's output directory; only ``results.csv`` is required)
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import tomllib
@@ -101,14 +102,14 @@ def _read_csv(path: Path, required: Sequence[str], text: Sequence[str]) -> pd.Da
         raise DataError(
             f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(required)}"
         )
-    # With keep_default_na off, an empty cell reads as "" and only an absent field as NaN.
-    short = frame.isna().any(axis=1).to_numpy()
-    if short.any():
-        row = int(np.flatnonzero(short)[0])
-        raise DataError(
-            f"{path}, line {row + 2}: {frame.iloc[row].notna().sum()} fields, expected "
-            f"{frame.shape[1]} (truncated?)"
-        )
+    # pandas pads a short row with empty cells, so count the fields of every record.
+    records = csv.reader(io.StringIO(raw.decode("utf-8", errors="replace"), newline=""))
+    width = frame.shape[1]
+    for k, record in enumerate(records):
+        if record and len(record) != width:
+            raise DataError(
+                f"{path}, line {k + 1}: {len(record)} fields, expected {width} (truncated?)"
+            )
     for column in frame.columns:
         if column in text:
             continue

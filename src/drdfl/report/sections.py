@@ -186,9 +186,11 @@ def quality_gate(run: RunOutputs) -> list[Block]:
                     f"{c.value:.4g}",
                     f"{c.reference:.4g}",
                     f"{c.tolerance:.4g}",
-                    "yes" if c.passed else "**no**",
+                    "yes" if c.passed else "no",
                 ]
             )
+            if not c.passed:
+                table.best.add((len(table.rows) - 1, 6))
     table.text_columns = 3
     blocks.append(table)
     for seed, gate in run.gates.items():
@@ -220,14 +222,14 @@ def test_sets(run: RunOutputs) -> list[Block]:
         for t in run.meta.get("test_sets") or []
         if isinstance(t, dict)
     }
-    table = Table(["suite", "test set", "note", "windows", "W-dist."], [], text_columns=3)
+    table = Table(["test set", "suite", "note", "windows", "W-dist."], [], text_columns=3)
     for (suite, test), part in r.groupby(["suite", "test_set"], sort=False):
         metric = part.groupby("metric")["value"].mean()
         w, windows = metric.get("w_distance", np.nan), metric.get("windows", np.nan)
         table.rows.append(
             [
-                str(suite),
                 str(test),
+                str(suite),
                 notes.get(str(test), ""),
                 f"{windows:.0f}" if np.isfinite(windows) else NA,
                 f"{w:.3g}" if np.isfinite(w) else NA,
