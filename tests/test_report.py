@@ -491,6 +491,24 @@ def test_results_json_units_are_the_expected_grid(tmp_path):
         write_report(tmp_path)
 
 
+def test_units_the_run_reports_failed_are_listed_not_required(tmp_path):
+    write_run(tmp_path)
+    frame = pd.read_csv(tmp_path / "results.csv")
+    lost = (frame["method"] == "threed") & (frame["seed"] == 1)
+    frame[~lost].to_csv(tmp_path / "results.csv", index=False)
+    meta = json.loads((tmp_path / "results.json").read_text())
+    del meta["units"]
+    (tmp_path / "results.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="no results for threed seed 1, expected by config.toml"):
+        write_report(tmp_path)
+    meta["failed"] = ["threed-s1"]
+    (tmp_path / "results.json").write_text(json.dumps(meta))
+    write_report(tmp_path)
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "**failed or not run** (no results): `threed-s1`" in md
+    assert parse_table(md, MAIN)["threed"]["code"][0] == "0.200 (n=1)"
+
+
 def test_bad_inputs_raise_data_error_naming_the_file(tmp_path):
     with pytest.raises(DataError, match="results.csv: not found"):
         write_report(tmp_path)

@@ -198,11 +198,19 @@ def _read_gates(out: Path) -> dict[int, QualityGate]:
     return dict(sorted(gates.items()))
 
 
+def failed_units(run: RunOutputs) -> list[str]:
+    """Units the run reports as failed or not run (``results.json``'s ``failed``)."""
+    failed = run.meta.get("failed")
+    return [str(f) for f in failed] if isinstance(failed, list) else []
+
+
 def expected_grid(run: RunOutputs) -> tuple[list[tuple[str, int]], str]:
     """The ``(label, seed)`` pairs the run planned, and where that came from.
 
-    ``results.json``'s ``units`` when present, else every configured method for every
-    configured seed (``results.json``'s ``config`` or ``config.toml``), else nothing.
+    ``results.json``'s ``units`` when present; else, for a single run, every configured
+    method for every configured seed (``results.json``'s ``config`` or ``config.toml``)
+    except the units listed in ``failed`` (as ``<label>-s<seed>``); else nothing (a
+    sweep's combined results name their points in ``points``).
     """
     units = run.meta.get("units")
     if isinstance(units, list):
@@ -213,6 +221,8 @@ def expected_grid(run: RunOutputs) -> tuple[list[tuple[str, int]], str]:
                 f"{run.out_dir / 'results.json'}: 'units' must be a list of "
                 '{"label": ..., "seed": ...}'
             ) from None
+    if "points" in run.meta:
+        return [], "nothing (a sweep's combined results list no units)"
     config = run.meta.get("config")
     source = "results.json config"
     if not isinstance(config, dict) and run.config_text:
@@ -226,7 +236,8 @@ def expected_grid(run: RunOutputs) -> tuple[list[tuple[str, int]], str]:
     methods, seeds = config.get("methods"), config.get("seeds")
     if not isinstance(methods, list) or not isinstance(seeds, list):
         return [], f"nothing ({source} lacks methods or seeds)"
-    return [(str(m), int(s)) for s in seeds for m in methods], source
+    failed = set(failed_units(run))
+    return [(str(m), int(s)) for s in seeds for m in methods if f"{m}-s{s}" not in failed], source
 
 
 def check_complete(run: RunOutputs) -> None:
@@ -269,8 +280,9 @@ def check_complete(run: RunOutputs) -> None:
             f"{source} ({_REBUILD})"
         )
     seeds = set(r["seed"])
+    failed = set(failed_units(run))
     for method, part in r.groupby("method", sort=False):
-        missing = sorted(seeds - set(part["seed"]))
+        missing = sorted(s for s in seeds - set(part["seed"]) if f"{method}-s{s}" not in failed)
         if missing:
             raise DataError(
                 f"{path}: method {method!r} has no results for seed(s) "

@@ -25,7 +25,7 @@ from drdfl.methods.registry import (
     sweep_budget,
 )
 from drdfl.report import figures
-from drdfl.report.outputs import SAMPLE_SETS, RunOutputs
+from drdfl.report.outputs import SAMPLE_SETS, RunOutputs, failed_units
 from drdfl.report.render import Block, Bullets, Code, Figure, Heading, Para, Table, skipped
 from drdfl.report.tables import (
     CORRUPTIONS,
@@ -165,6 +165,9 @@ def overview(run: RunOutputs, title: str) -> list[Block]:
     if isinstance(git, dict) and git.get("commit"):
         dirty = " (uncommitted changes)" if git.get("dirty") else ""
         facts.append(f"code: commit `{str(git['commit'])[:12]}`{dirty}")
+    failed = failed_units(run)
+    if failed:
+        facts.append("**failed or not run** (no results): " + ", ".join(f"`{f}`" for f in failed))
     return [Heading(title, 1), Bullets(facts)]
 
 
@@ -264,7 +267,10 @@ def main_tables(run: RunOutputs) -> list[Block]:
         in_suite = run.results[run.results["suite"] == suite]
         methods = plot_methods(in_suite)
         table = seed_table(run.results, suite, methods)
-        blocks += [Heading(f"Normalized regret on the `{suite}` suite"), Para(_TABLE_NOTE)]
+        blocks += [
+            Heading(f"Normalized regret on the `{suite}` suite (Table I)"),
+            Para(_TABLE_NOTE),
+        ]
         blocks.append(table_block(table, run))
         if table.seeds < 2:
             blocks.append(Para("One seed per method: means only, no interval over seeds."))
@@ -370,7 +376,7 @@ def _parse_corruption(name: str) -> tuple[str, float] | None:
 
 
 def corruptions(run: RunOutputs, figs: FigureWriter) -> list[Block]:
-    blocks: list[Block] = [Heading("Regret under corruptions, relative to DFL")]
+    blocks: list[Block] = [Heading("Regret under corruptions, relative to DFL (Fig. 2)")]
     r = run.results
     values = r[(r["suite"] == CORRUPTIONS) & (r["metric"] == MAIN_METRIC)]
     parsed = {t: _parse_corruption(t) for t in dict.fromkeys(values["test_set"])}
@@ -446,7 +452,7 @@ def corruptions(run: RunOutputs, figs: FigureWriter) -> list[Block]:
 
 
 def ablation(run: RunOutputs, figs: FigureWriter, suite: str | None) -> list[Block]:
-    blocks: list[Block] = [Heading("3D-Learning trained with DFL vs. MSE")]
+    blocks: list[Block] = [Heading("3D-Learning trained with DFL vs. MSE (Fig. 3)")]
     present = set(run.results["method"])
     if suite is None or not {"threed", "threed-mse"} <= present:
         return [*blocks, skipped("Ablation", "needs both `threed` and `threed-mse` results")]
@@ -469,7 +475,7 @@ def ablation(run: RunOutputs, figs: FigureWriter, suite: str | None) -> list[Blo
 
 
 def budget(run: RunOutputs, figs: FigureWriter, suite: str | None) -> list[Block]:
-    blocks: list[Block] = [Heading("Robustness budget ε")]
+    blocks: list[Block] = [Heading("Robustness budget ε (Fig. 4)")]
     sweep = {m: sweep_budget(m) for m in order_methods(run.results["method"])}
     sweep = {m: e for m, e in sweep.items() if e is not None}
     if suite is None or not sweep:
