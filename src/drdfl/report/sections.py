@@ -91,7 +91,7 @@ def table_block(
     mean, half = table.mean.to_numpy(dtype=float), table.half.to_numpy(dtype=float)
     n = table.n.fillna(0).to_numpy(dtype=float)
     digits = decimals(mean)
-    best = table.best(exclude).to_numpy()
+    best = table.best(exclude, digits).to_numpy()
     out = Table(["method", *map(str, table.mean.columns)], [])
     for i, method in enumerate(table.mean.index):
         label = str(method)
@@ -312,7 +312,7 @@ def regret_intervals(run: RunOutputs, suite: str, methods: Sequence[str]) -> lis
     mean, half = seeds.mean.to_numpy(dtype=float), seeds.half.to_numpy(dtype=float)
     w = windows.to_numpy(dtype=float)
     digits = decimals(mean)
-    best = seeds.best().to_numpy()
+    best = seeds.best(digits=digits).to_numpy()
     table = Table(["method", *map(str, seeds.mean.columns)], [])
     for i, method in enumerate(seeds.mean.index):
         cells = []
@@ -320,10 +320,9 @@ def regret_intervals(run: RunOutputs, suite: str, methods: Sequence[str]) -> lis
             if not np.isfinite(mean[i, j]):
                 cells.append(NA)
                 continue
-            parts = [f"±{number(half[i, j], digits)} seeds"] if np.isfinite(half[i, j]) else []
-            if np.isfinite(w[i, j]):
-                parts.append(f"±{number(w[i, j], digits)} windows")
-            cells.append(number(mean[i, j], digits) + (f" ({', '.join(parts)})" if parts else ""))
+            over_seeds = f"±{number(half[i, j], digits)}" if np.isfinite(half[i, j]) else "–"
+            over_windows = f"±{number(w[i, j], digits)}" if np.isfinite(w[i, j]) else "–"
+            cells.append(f"{number(mean[i, j], digits)} ({over_seeds}; {over_windows})")
         label = str(method) + (f" {GATE_FLAG}" if flagged(run, str(method)) else "")
         table.rows.append([label, *cells])
         table.best |= {(i, 1 + int(j)) for j in np.flatnonzero(best[i])}
@@ -340,11 +339,12 @@ def regret_intervals(run: RunOutputs, suite: str, methods: Sequence[str]) -> lis
         )
     return [
         Para(
-            f"Mean regret per window on `{suite}` (the task's cost units). Two intervals, both "
-            "95 %: **±… seeds** is the Student-t half-width over seeds: how much the result "
-            "moves with training randomness; **±… windows** is the half-width of the interval "
-            f"of the mean over the test windows, from {how}: how much it moves with the finite, "
-            "autocorrelated test data (mean over seeds)."
+            f"Mean regret per window on `{suite}` (the task's cost units), with two 95 % "
+            "half-widths in brackets: **(±seeds; ±windows)**. The first is the Student-t "
+            "interval over seeds: how much the result moves with training randomness (– with "
+            "one seed). The second is the interval of the mean over the test set's windows, "
+            f"from {how}: how much it moves with the finite, autocorrelated test data (mean "
+            "over seeds)."
         ),
         table,
     ]
@@ -651,6 +651,8 @@ def training(run: RunOutputs, figs: FigureWriter) -> list[Block]:
                 "value",
                 "quantity",
                 "value",
+                figures.line_color(method),
+                f"{method}: its own diagnostics",
             )
         )
     return blocks

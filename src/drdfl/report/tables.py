@@ -61,16 +61,18 @@ class SeedTable:
     #: columns with no finite value at all, left out of the average and maximum
     dropped: tuple[str, ...] = ()
 
-    def best(self, exclude: Sequence[str] = (SKYLINE,)) -> pd.DataFrame:
+    def best(self, exclude: Sequence[str] = (SKYLINE,), digits: int | None = None) -> pd.DataFrame:
         """True where a cell's mean is the lowest of its column among rows not in
         ``exclude``, within the tie tolerance; nothing is best in a column where every
-        competing row ties or fewer than two rows have a number."""
+        competing row ties or fewer than two rows have a number. With ``digits``, means
+        are compared as shown (rounded), so two cells that read the same tie."""
         rows = ~self.mean.index.isin(list(exclude))
-        ranked = self.mean[rows]
+        mean = self.mean if digits is None else self.mean.round(digits)
+        ranked = mean[rows]
         lowest, highest = ranked.min(axis=0), ranked.max(axis=0)
         scale = ranked.abs().max(axis=0)
         tol = np.maximum(BEST_ATOL, BEST_RTOL * scale)
-        near = self.mean.le(lowest + tol, axis=1).to_numpy()
+        near = mean.le(lowest + tol, axis=1).to_numpy()
         distinct = ((highest - lowest > tol) & (ranked.notna().sum(axis=0) >= 2)).to_numpy()
         mask = near & rows[:, None] & distinct[None, :]
         return pd.DataFrame(mask, index=self.mean.index, columns=self.mean.columns)
