@@ -119,6 +119,7 @@ img { max-width: 100%; height: auto; border: 1px solid #eee; margin-top: 1rem; }
 p:has(> img) + p > em:only-child { color: #444; font-size: .9rem; }
 pre { background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: .85rem; }
 code { background: #f6f8fa; padding: 0 .2rem; }
+pre code { padding: 0; background: none; }
 """
 
 

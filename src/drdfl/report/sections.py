@@ -252,7 +252,7 @@ _TABLE_NOTE = (
     "Normalized regret (the paper's: per block of 64 windows, regret over the value of "
     "perfect decisions; lower is better). Cells: mean ± half-width of the 95 % Student-t "
     "interval **over seeds** (training randomness); **bold**: lowest mean of the column "
-    "(ties within 1e-9 share it; a column where every method ties has none). `average` and "
+    "(means that read the same share it; a column where every method ties has none). `average` and "
     "`maximum` are over test sets per seed, then over seeds. (n=k): only k seeds have a "
     "number. n/a: no number, reason below."
 )
