@@ -120,7 +120,13 @@ def write_run(out: Path, optional: bool = True) -> None:
     t = np.linspace(0, 2 * np.pi, 24)
     real = 0.5 + 0.3 * np.sin(t + rng.uniform(0, 6, (40, 1))) + 0.05 * rng.normal(size=(40, 24))
     generated = real + 0.05 * rng.normal(size=real.shape)
-    np.savez(out / "samples.npz", real=real, generated=generated, worst_case=real[:8] * 1.3)
+    np.savez(
+        out / "samples.npz",
+        real=real,
+        generated=generated,
+        worst_case=real[:8] * 1.3,
+        worst_case_off=real[:8] * 1.05,
+    )
     (out / "config.toml").write_text('seeds = [0, 1]\nmethods = ["mse", "dfl", "threed"]\n')
     planned = pd.DataFrame(rows)[["method", "seed"]].drop_duplicates()
     meta = {
@@ -280,6 +286,7 @@ def test_html_is_made_from_the_markdown_and_self_contained(built):
     assert '<td style="text-align:right"><strong>0.220 ± 0.254</strong></td>' in page
     assert "<code>synthetic</code>" in page and "<em>" in page
     assert "overlaps its training data" in page and "methods = [" in page
+    assert "`worst_case_off`: the same draw with the adversary off" in md
     assert not (out / "report.md.tmp").exists()
 
 
@@ -556,6 +563,19 @@ def test_summary_text_is_one_line_per_method_with_best_marked(built):
     assert lines["threed"].count("*") == 4 and "0.220 ± 0.254 *" in lines["threed"]
     assert "*" not in lines["mse"]
     assert lines["threed-mse"].count("(n=1)") == 5
+
+
+def test_report_command_prints_one_line_errors(tmp_path, capsys):
+    from drdfl.cli import main
+
+    write_run(tmp_path, optional=False)
+    _truncate(tmp_path / "results.csv", 0.7)
+    with pytest.raises(SystemExit) as exited:
+        main(["report", str(tmp_path)])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "results.csv: truncated" in err and "\n" not in err
+    assert not (tmp_path / "report.md").exists()
 
 
 def test_evaluation_report_names_still_import():
