@@ -520,8 +520,7 @@ def test_units_the_run_reports_failed_are_listed_not_required(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps(meta))
     with pytest.raises(DataError, match="no results for threed seed 1, expected by config.toml"):
         write_report(tmp_path)
-    meta["failed"] = ["threed-s1"]
-    (tmp_path / "results.json").write_text(json.dumps(meta))
+    (tmp_path / "failed.json").write_text(json.dumps([{"trial": "threed-s1", "attempts": 2}]))
     write_report(tmp_path)
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "**failed or not run** (no results): `threed-s1`" in md

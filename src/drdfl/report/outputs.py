@@ -11,6 +11,8 @@ Inputs (``OUT`` is the run's output directory; only ``results.csv`` is required)
 * ``results.json``: ``profile``, ``config`` (the resolved configuration), ``notes``,
   ``versions``, optionally ``units`` (the planned ``{"label", "seed"}`` pairs) and
   ``results`` (the rows of ``results.csv``, used to detect a truncated copy);
+* ``failed.json`` (or ``results.json``'s ``failed``): units that failed or did not run,
+  as ``<label>-s<seed>`` names or ``{"trial": ...}`` records; they are listed, not required;
 * ``config.toml``: the resolved configuration (shown; its ``methods`` and ``seeds`` are
   the expected grid when ``results.json`` has no ``config``);
 * ``reference/s<seed>/quality.json``: the quality gate of the seed's reference diffusion
@@ -82,6 +84,8 @@ class RunOutputs:
     config_text: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     gates: dict[int, QualityGate] = field(default_factory=dict)
+    #: ``failed.json``: units that failed or did not run
+    failed: list[Any] = field(default_factory=list)
 
 
 def _read_csv(path: Path, required: Sequence[str], text: Sequence[str]) -> pd.DataFrame:
@@ -199,9 +203,15 @@ def _read_gates(out: Path) -> dict[int, QualityGate]:
 
 
 def failed_units(run: RunOutputs) -> list[str]:
-    """Units the run reports as failed or not run (``results.json``'s ``failed``)."""
-    failed = run.meta.get("failed")
-    return [str(f) for f in failed] if isinstance(failed, list) else []
+    """Units the run reports as failed or not run, as ``<label>-s<seed>``: ``results.json``'s
+    ``failed`` and ``failed.json`` (names, or records with a ``trial`` name whose last
+    ``/``-part is the unit)."""
+    names = []
+    for entry in [*(run.meta.get("failed") or []), *run.failed]:
+        name = entry.get("trial") if isinstance(entry, dict) else entry
+        if name is not None:
+            names.append(str(name).rpartition("/")[2])
+    return list(dict.fromkeys(names))
 
 
 def expected_grid(run: RunOutputs) -> tuple[list[tuple[str, int]], str]:
@@ -320,6 +330,11 @@ def load_run(out_dir: str | Path) -> RunOutputs:
     if (out / "results.json").is_file():
         meta = _read_json(out / "results.json")
         run.meta = meta if isinstance(meta, dict) else {}
+    if (out / "failed.json").is_file():
+        failed = _read_json(out / "failed.json")
+        if not isinstance(failed, list):
+            raise DataError(f"{out / 'failed.json'}: expected a list of failed units")
+        run.failed = failed
     run.gates = _read_gates(out)
     check_complete(run)
     return run

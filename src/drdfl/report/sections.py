@@ -112,7 +112,7 @@ def _na_reasons(run: RunOutputs, suite: str, methods: Sequence[str]) -> list[str
     if MAIN_METRIC not in wide:
         return []
     lines = []
-    for (method, seed, test), row in wide[wide[MAIN_METRIC].isna()].iterrows():
+    for (method, seed, test), row in wide[~np.isfinite(wide[MAIN_METRIC])].iterrows():
         bad = row.get("nonfinite_windows", np.nan)
         blocks = row.get("normalized_regret_blocks", np.nan)
         dropped = row.get("normalized_regret_dropped", np.nan)
