@@ -327,10 +327,11 @@ def regret_intervals(run: RunOutputs, suite: str, methods: Sequence[str]) -> lis
         table.rows.append([label, *cells])
         table.best |= {(i, 1 + int(j)) for j in np.flatnonzero(best[i])}
     if "regret_ci_block" in wide and wide["regret_ci_block"].notna().any():
-        blocks_used = wide["regret_ci_block"].dropna()
+        low, high = (int(f(wide["regret_ci_block"].dropna())) for f in (np.min, np.max))
+        span = f"{low}" if low == high else f"{low}–{high}"
         how = (
             "a moving-block bootstrap of the test set's windows (block length chosen by "
-            f"Politis & White, {int(blocks_used.min())}–{int(blocks_used.max())} windows here)"
+            f"Politis & White, {span} windows here)"
         )
     else:
         how = (
