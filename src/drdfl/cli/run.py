@@ -51,8 +51,8 @@ def report(
     out: Annotated[Path, typer.Argument(help="A finished run directory.")],
 ) -> None:
     """(Re)build OUT/report.md, OUT/report.html and OUT/figures from a run's tables."""
-    from drdfl.evaluation.report import build_report, print_summary
+    from drdfl.report import summary_text, write_report
 
-    build_report(out)
-    typer.echo(print_summary(out))
+    write_report(out)
+    typer.echo(summary_text(out))
     typer.echo(f"report: {out / 'report.md'} and {out / 'report.html'}")

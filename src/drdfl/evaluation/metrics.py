@@ -8,6 +8,7 @@ agree by construction.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -84,25 +85,41 @@ def score_windows(
     )
 
 
-def paper_normalized_regret(regret: np.ndarray, optimal_cost: np.ndarray, batch: int = 64) -> float:
-    """Normalized regret as the paper's code computes it.
+class NormalizedRegret(NamedTuple):
+    """The paper's normalized regret with how many blocks it rests on."""
+
+    value: float
+    #: complete blocks of ``batch`` windows
+    blocks: int
+    #: complete blocks left out because their perfect decisions earn nothing
+    dropped: int
+
+
+def paper_normalized_regret(
+    regret: np.ndarray, optimal_cost: np.ndarray, batch: int = 64
+) -> NormalizedRegret:
+    """Normalized regret as the paper's code computes it, with the blocks it dropped.
 
     Windows are taken in consecutive blocks of ``batch`` (one optimiser step of the paper's
-    loaders; an incomplete last block is dropped, as its ``drop_last`` does); per block
+    loaders; an incomplete last block is left out, as its ``drop_last`` does); per block
     ``mean(regret) / -mean(optimal_cost)``; then the mean over blocks. Blocks whose
     perfect decisions earn nothing (``mean(optimal_cost) >= 0``: demand below the task's
-    minimum capacity) have no meaningful ratio and are left out. For the ``paper`` suite
-    the windows come in the paper's order, so the blocks are exactly its steps.
+    minimum capacity) have no meaningful ratio: they are left out and counted in
+    ``dropped``. The value is NaN when no block is left or any window's regret or
+    optimal cost is not finite. For the ``paper`` suite the windows come in the paper's
+    order, so the blocks are exactly its steps.
     """
     n = (regret.shape[0] // batch) * batch
-    if n == 0:
-        return float("nan")
+    blocks = n // batch
+    if n == 0 or not (np.isfinite(regret[:n]).all() and np.isfinite(optimal_cost[:n]).all()):
+        return NormalizedRegret(float("nan"), blocks, 0)
     r = regret[:n].reshape(-1, batch).mean(axis=1)
     value = -optimal_cost[:n].reshape(-1, batch).mean(axis=1)
     valid = value > 0
+    dropped = int(blocks - valid.sum())
     if not valid.any():
-        return float("nan")
-    return float(np.mean(r[valid] / value[valid]))
+        return NormalizedRegret(float("nan"), blocks, dropped)
+    return NormalizedRegret(float(np.mean(r[valid] / value[valid])), blocks, dropped)
 
 
 def ratio_normalized_regret(regret: np.ndarray, optimal_cost: np.ndarray) -> float:
@@ -120,25 +137,30 @@ def cvar(values: np.ndarray, alpha: float = 0.9) -> float:
     return float(v[:k].mean())
 
 
-def bootstrap_ci(
+def block_bootstrap_ci(
     values: np.ndarray, level: float = 0.95, n_boot: int = 1000, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean of ``values``."""
+) -> tuple[float, float, int]:
+    """Moving-block bootstrap percentile interval of the mean of a serially dependent series.
+
+    Consecutive test windows overlap and are autocorrelated, so resampling them one by one
+    understates the uncertainty; blocks of consecutive values keep that dependence. The
+    block length is Politis & White's (2004) automatic choice for the circular/moving
+    block bootstrap (at least 1). Returns ``(low, high, block_length)``; NaN bounds when
+    fewer than two values are given or any value is not finite, and a zero-width
+    interval for a constant series.
+    """
+    from arch.bootstrap import MovingBlockBootstrap, optimal_block_length
+
     v = np.asarray(values, dtype=np.float64)
-    if v.shape[0] < 2:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    n = v.shape[0]
-    # Replicates in chunks keep memory at a few million indices whatever n is.
-    per_chunk = max(1, 2_000_000 // n)
-    means = np.concatenate(
-        [
-            v[rng.integers(0, n, size=(min(per_chunk, n_boot - i), n))].mean(axis=1)
-            for i in range(0, n_boot, per_chunk)
-        ]
-    )
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+    if v.shape[0] < 2 or not np.isfinite(v).all():
+        return float("nan"), float("nan"), 0
+    if np.ptp(v) == 0:
+        return float(v[0]), float(v[0]), 1
+    estimate = float(optimal_block_length(v)["circular"].iloc[0])
+    block = int(np.clip(np.ceil(estimate), 1, v.shape[0])) if np.isfinite(estimate) else 1
+    resampler = MovingBlockBootstrap(block, v, seed=np.random.default_rng(seed))
+    low, high = resampler.conf_int(np.mean, reps=n_boot, method="percentile", size=level)
+    return float(low[0]), float(high[0]), block
 
 
 def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -156,15 +178,26 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
 def summarize(
     scores: WindowScores, alpha: float = 0.9, batch: int = 64, n_boot: int = 1000, seed: int = 0
 ) -> dict[str, float]:
-    """The standard metrics of one test set, as ``metric -> value``."""
-    lo, hi = bootstrap_ci(scores.regret, n_boot=n_boot, seed=seed)
+    """The standard metrics of one test set, as ``metric -> value``.
+
+    ``regret_ci_low``/``regret_ci_high`` bound the mean regret over this test set's
+    windows (moving-block bootstrap, :func:`block_bootstrap_ci`); they say how much the
+    finite, autocorrelated test set moves the mean, not how much training varies.
+    """
+    lo, hi, block = block_bootstrap_ci(scores.regret, n_boot=n_boot, seed=seed)
+    normalized = paper_normalized_regret(scores.regret, scores.optimal_cost, batch)
+    finite = np.isfinite(scores.regret) & np.isfinite(scores.optimal_cost)
     return {
         "mse": float(scores.sq_err.mean()),
         "regret": float(scores.regret.mean()),
         "regret_ci_low": lo,
         "regret_ci_high": hi,
-        "normalized_regret": paper_normalized_regret(scores.regret, scores.optimal_cost, batch),
+        "regret_ci_block": float(block),
+        "normalized_regret": normalized.value,
+        "normalized_regret_blocks": float(normalized.blocks),
+        "normalized_regret_dropped": float(normalized.dropped),
         "normalized_regret_ratio": ratio_normalized_regret(scores.regret, scores.optimal_cost),
         f"regret_cvar{round(alpha * 100)}": cvar(scores.regret, alpha),
         "windows": float(len(scores)),
+        "nonfinite_windows": float((~finite).sum()),
     }
