@@ -25,13 +25,13 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-import drdfl
 from drdfl._io import atomic_open, write_json
+from drdfl._version import __version__
 from drdfl.config import StrictModel, parse_model
 from drdfl.data.windows import Scaler
 from drdfl.diffusion.samplers import Sampler, get_sampler, run_reverse
 from drdfl.diffusion.schedule import NoiseSchedule
-from drdfl.diffusion.trajectory import Transitions
+from drdfl.diffusion.transitions import Transitions
 from drdfl.errors import ConfigError, ModelError
 from drdfl.models.denoiser import SegmentDenoiser
 from drdfl.seeding import torch_generator
@@ -280,7 +280,7 @@ class DiffusionModel(nn.Module):
         payload = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
-            "drdfl": drdfl.__version__,
+            "drdfl": __version__,
             "config": self.config.model_dump(mode="json"),
             "scaler": None if self.scaler is None else self.scaler.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in self.denoiser.state_dict().items()},

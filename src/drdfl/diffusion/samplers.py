@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from drdfl.diffusion.schedule import NoiseSchedule
-from drdfl.diffusion.trajectory import Transitions
+from drdfl.diffusion.transitions import Transitions
 from drdfl.errors import ConfigError
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -22,10 +22,10 @@ from torch import nn
 
 from drdfl.data.series import Series
 from drdfl.data.shifts import apply_corruption, wasserstein_marginal
+from drdfl.data.training import TrainingData
 from drdfl.data.windows import Scaler, Windows, make_windows, split_series
 from drdfl.errors import ConfigError
 from drdfl.evaluation.metrics import WindowScores, score_windows, summarize
-from drdfl.methods.base import TrainingData
 from drdfl.tasks.base import DecisionTask
 
 SUITES = ("synthetic", "paper", "honest")
