@@ -217,7 +217,12 @@ class Run:
         if tmp.exists():
             shutil.rmtree(tmp)
         fit_series(
-            real, preset.model, preset.train.model_copy(update=update), tmp, progress=self.progress
+            real,
+            preset.model,
+            preset.train.model_copy(update=update),
+            tmp,
+            progress=self.progress,
+            device=self.cfg.device,
         )
         tmp.replace(path)
         return path, time.perf_counter() - start

@@ -8,7 +8,13 @@ from typing import Annotated
 
 import typer
 
-from drdfl.cli.common import DataDirOption, ProgressOption, echo_table, load_config_file
+from drdfl.cli.common import (
+    DataDirOption,
+    DeviceOption,
+    ProgressOption,
+    echo_table,
+    load_config_file,
+)
 
 SUITE_HELP = "synthetic (built-in, no files) | paper | honest"
 
@@ -31,17 +37,23 @@ def train(
         Path | None, typer.Option(help="DIFF_DIR of a diffusion model (threed, diffusion-augment).")
     ] = None,
     budget: Annotated[float | None, typer.Option(help="Robustness budget ε.")] = None,
+    device: DeviceOption = None,
     data_dir: DataDirOption = None,
     progress: ProgressOption = True,
 ) -> None:
     """Train one forecaster with one method and save it to a model directory."""
+    from drdfl.device import resolve_device
     from drdfl.experiment import build_suite, save_trained, train_model
 
     cfg = load_config_file(config)
+    chosen_device = str(resolve_device(device or cfg.device))
     data = cfg.data.model_copy(update={"suite": suite})
     if data_dir is not None:
         data.data_dir = str(data_dir)
-    train_cfg = cfg.train if epochs is None else cfg.train.model_copy(update={"epochs": epochs})
+    update: dict[str, object] = {"device": chosen_device}
+    if epochs is not None:
+        update["epochs"] = epochs
+    train_cfg = cfg.train.model_copy(update=update)
     params = dict(cfg.method_params.get(method, {}))
     if diffusion is not None:
         params["diffusion"] = str(diffusion)

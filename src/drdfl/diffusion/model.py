@@ -34,7 +34,7 @@ from drdfl.diffusion.schedule import NoiseSchedule
 from drdfl.diffusion.transitions import Transitions
 from drdfl.errors import ConfigError, ModelError
 from drdfl.models.denoiser import SegmentDenoiser
-from drdfl.seeding import torch_generator
+from drdfl.seeding import randn, torch_generator
 
 FORMAT = "drdfl-diffusion"
 FORMAT_VERSION = 1
@@ -239,7 +239,7 @@ class DiffusionModel(nn.Module):
         parts: list[Transitions] = []
         for lo in range(0, n, batch_size):
             size = min(batch_size, n - lo)
-            x_T = torch.randn(size, self.segment_length, generator=gen).to(device)
+            x_T = randn((size, self.segment_length), gen, device)
             x0, tr = run_reverse(
                 self.eps, self.schedule, rule, x_T, steps, gen, keep_last, progress
             )

@@ -330,9 +330,12 @@ def evaluate_tests(
     alpha: float = 0.9,
     n_boot: int = 500,
     seed: int = 0,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
 ) -> tuple[pd.DataFrame, dict[str, WindowScores]]:
-    """Score ``forecaster`` on every test set: a tidy ``(test_set, metric, value)`` frame."""
+    """Score ``forecaster`` on every test set: a tidy ``(test_set, metric, value)`` frame.
+
+    Scoring runs on ``device`` (default: where the forecaster is).
+    """
     rows = []
     scores: dict[str, WindowScores] = {}
     for t in tests:

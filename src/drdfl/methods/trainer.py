@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from drdfl.config import TrainConfig
+from drdfl.device import resolve_device
 from drdfl.errors import TrainingError
 from drdfl.methods.base import FitResult, Method, TrainingData
 from drdfl.methods.losses import sample_losses
@@ -129,7 +130,7 @@ class TrainedMethod(Method):
     # ------------------------------------------------------------------ fit
     def fit(self, data: TrainingData, task: DecisionTask, forecaster: nn.Module) -> FitResult:
         cfg = self.train
-        device = torch.device(cfg.device)
+        device = resolve_device(cfg.device)
         gen = torch_generator(cfg.seed)
         torch.manual_seed(cfg.seed)  # dropout masks draw from the global generator
         self._task, self._scaler = task, data.scaler
