@@ -196,8 +196,8 @@ def _score_sets(tests: list[Any], forecaster: Any, task: Any, before: bool, boot
 def evaluation(sizes: Sizes) -> dict[str, Any]:
     """Before/after deduplication on one unit's test sets of the ``paper`` profile."""
     from drdfl.config import resolve_config
+    from drdfl.data.suites import corruption_tests
     from drdfl.evaluation.metrics import unique_windows
-    from drdfl.evaluation.suites import corruption_tests
     from drdfl.experiment import build_suite
     from drdfl.models.forecasters import build_forecaster
     from drdfl.tasks import get_task
@@ -256,9 +256,10 @@ def evaluation(sizes: Sizes) -> dict[str, Any]:
 def scaling_length(sizes: Sizes) -> list[dict[str, Any]]:
     """Every stage at ×1, ×4, ×16 the base training length (synthetic workload)."""
     from drdfl.config import TrainConfig
+    from drdfl.data.suites import synthetic_suite
     from drdfl.diffusion.model import get_preset
     from drdfl.diffusion.train import fit_series
-    from drdfl.evaluation.suites import evaluate_tests, synthetic_suite
+    from drdfl.evaluation.suites import evaluate_tests
     from drdfl.experiment import train_model
     from drdfl.tasks import get_task
 

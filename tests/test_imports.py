@@ -117,6 +117,7 @@ def test_help_loads_no_heavy_dependency() -> None:
         ("drdfl.data", ("drdfl.methods", "drdfl.evaluation", "drdfl.pipeline", "drdfl.diffusion")),
         ("drdfl.data.paper", ("drdfl.methods", "drdfl.evaluation", "drdfl.pipeline")),
         ("drdfl.data.training", ("drdfl.methods", "drdfl.evaluation", "drdfl.tasks")),
+        ("drdfl.data.suites", ("drdfl.methods", "drdfl.evaluation", "drdfl.tasks")),
         ("drdfl.tasks", ("drdfl.data", "drdfl.methods", "drdfl.evaluation", "drdfl.models")),
         ("drdfl.diffusion", ("drdfl.methods", "drdfl.evaluation", "drdfl.pipeline")),
         ("drdfl.evaluation.suites", ("drdfl.methods", "drdfl.pipeline", "drdfl.diffusion")),

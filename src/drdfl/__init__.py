@@ -26,9 +26,9 @@ _LAZY = {
     "DatasetNotFoundError": "drdfl.errors",
     "DrdflError": "drdfl.errors",
     "ModelError": "drdfl.errors",
-    "Suite": "drdfl.evaluation.suites",
-    "TestSet": "drdfl.evaluation.suites",
-    "chronological_suite": "drdfl.evaluation.suites",
+    "Suite": "drdfl.data.suites",
+    "TestSet": "drdfl.data.suites",
+    "chronological_suite": "drdfl.data.suites",
     "evaluate_tests": "drdfl.evaluation.suites",
     "METHODS": "drdfl.methods",
     "get_method": "drdfl.methods",
@@ -42,8 +42,9 @@ if TYPE_CHECKING:
     from drdfl.config import ExperimentConfig, TrainConfig, resolve_config
     from drdfl.data.loading import load_series
     from drdfl.data.series import Series
+    from drdfl.data.suites import Suite, TestSet, chronological_suite
     from drdfl.errors import ConfigError, DataError, DatasetNotFoundError, DrdflError, ModelError
-    from drdfl.evaluation.suites import Suite, TestSet, chronological_suite, evaluate_tests
+    from drdfl.evaluation.suites import evaluate_tests
     from drdfl.methods import METHODS, get_method
     from drdfl.models.forecasters import build_forecaster
     from drdfl.pipeline import run
