@@ -258,6 +258,8 @@ def _speed_results() -> dict:
         },
         "evaluation": {
             "test_sets": 7,
+            "batches_only_s": 106.0,
+            "batches_only_scoring_s": 100.0,
             "windows": 287616,
             "distinct_windows": 252079,
             "bootstrap": 500,
@@ -300,6 +302,8 @@ def test_markdown_reports_startup_evaluation_and_scaling_per_stage(bench_modules
     assert "| `drdfl --help` | 1.20 s | 25 MiB | ≤ 1.00 s | **missed** |" in startup
     evaluation = md.split("## Evaluation: each distinct window scored once")[1]
     assert "| **ratio before / after** | 2.0× | 2.1× |" in evaluation
+    batches = "| fixed batches of 2,048 and `inference_mode`, every window | 106.0 s | 100.0 s |"
+    assert batches in evaluation
     assert "287,616 windows of which 252,079 distinct" in evaluation
     scaling = md.split("## Scaling per stage")[1]
     assert "| dfl_epoch | 0.10 s (1.0×), 700 MiB | 1.60 s (16.0×), 700 MiB |" in scaling
