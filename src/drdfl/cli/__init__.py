@@ -37,8 +37,11 @@ def _docstring(module: str, function: str) -> str | None:
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
         return None
-    with open(spec.origin, encoding="utf-8") as handle:
-        tree = ast.parse(handle.read())
+    try:
+        with open(spec.origin, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+    except OSError:  # no source file (e.g. a zipped install): the listing goes without
+        return None
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name == function:
             return ast.get_docstring(node)
