@@ -135,3 +135,23 @@ def test_training_data_keeps_its_old_import_path() -> None:
     from drdfl.methods.base import TrainingData as FromMethods
 
     assert FromMethods is TrainingData
+
+
+def test_help_lists_every_command_with_its_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    from drdfl.cli import COMMANDS, main
+
+    main(["--help"])
+    listing = capsys.readouterr().out
+    for name in COMMANDS:
+        assert f"│ {name} " in listing
+    assert "Train one forecaster with one method" in listing  # from train's docstring
+    assert "Read, bin, describe and synthesise workload data." in listing
+
+
+def test_a_mistyped_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from drdfl.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["trian"])
+    assert exc.value.code == 2
+    assert "Did you mean 'train'?" in capsys.readouterr().err
