@@ -24,8 +24,8 @@ import tomli_w
 import torch
 from torch import nn
 
-import drdfl
 from drdfl._io import atomic_open, write_json, write_text
+from drdfl._version import __version__
 from drdfl.config import DataConfig, parse_model
 from drdfl.data.windows import Scaler
 from drdfl.errors import ConfigError, DrdflError, ModelError
@@ -94,7 +94,7 @@ def save_model(model: TrainedModel, directory: str | Path) -> Path:
         {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
-            "drdfl_version": drdfl.__version__,
+            "drdfl_version": __version__,
             "forecaster": forecaster_spec(model.forecaster),
             "scaler": model.scaler.to_dict(),
             "task": model.task.to_dict(),
@@ -135,7 +135,7 @@ def load_model(directory: str | Path) -> TrainedModel:
     if version != MODEL_FORMAT_VERSION:
         raise ModelError(
             f"{path}: model format version {version} (drdfl {meta.get('drdfl_version')}) is "
-            f"incompatible with this drdfl {drdfl.__version__} (reads version "
+            f"incompatible with this drdfl {__version__} (reads version "
             f"{MODEL_FORMAT_VERSION}); retrain the model"
         )
     missing = [key for key in _REQUIRED_FIELDS if key not in meta]

@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-import drdfl
 from drdfl._io import atomic_open, write_json, write_text
+from drdfl._version import __version__
 from drdfl.artifacts import TrainedModel, load_array, load_model
 from drdfl.config import ExperimentConfig, config_to_toml
 from drdfl.data.windows import Windows
@@ -192,7 +192,7 @@ class Run:
                 "diffusion": self.cfg.diffusion.model_dump(mode="json"),
                 "data": data_fingerprint(self.suite.data.series),
                 "seed": seed,
-                "version": drdfl.__version__,
+                "version": __version__,
             }
         )
         return self.cache / key
@@ -218,7 +218,12 @@ class Run:
         if tmp.exists():
             shutil.rmtree(tmp)
         fit_series(
-            real, preset.model, preset.train.model_copy(update=update), tmp, progress=self.progress
+            real,
+            preset.model,
+            preset.train.model_copy(update=update),
+            tmp,
+            progress=self.progress,
+            device=self.cfg.device,
         )
         tmp.replace(path)
         return path, time.perf_counter() - start
@@ -475,7 +480,7 @@ class Run:
 def versions() -> dict[str, str]:
     """Versions of what produced the numbers."""
     return {
-        "drdfl": drdfl.__version__,
+        "drdfl": __version__,
         "torch": torch.__version__,
         "numpy": np.__version__,
         "pandas": pd.__version__,

@@ -20,7 +20,9 @@ SetOption = Annotated[
     typer.Option("--set", help="Override a config key: --set train.epochs=5 (repeatable)."),
 ]
 ResumeOption = Annotated[bool, typer.Option(help="Skip units already finished in OUT.")]
-DeviceOption = Annotated[str | None, typer.Option(help="cpu | cuda")]
+DeviceOption = Annotated[
+    str | None, typer.Option(help="cpu | cuda | cuda:N | mps (default: the config's).")
+]
 DataDirOption = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Directory of trace files (default: $DRDFL_DATA_DIR)."),
@@ -35,15 +37,19 @@ def experiment_config(
     device: str | None = None,
     data_dir: Path | None = None,
 ) -> ExperimentConfig:
-    """The validated configuration from a profile, a TOML file and ``--set`` options."""
+    """The validated configuration from a profile, a TOML file and ``--set`` options; its
+    device is checked to exist here, before any work."""
     from drdfl.config import resolve_config
+    from drdfl.device import resolve_device
 
     items = list(overrides or [])
     if device is not None:
         items.append(f"device={device}")
     if data_dir is not None:
         items.append(f'data.data_dir="{data_dir}"')
-    return resolve_config(profile, config, items)
+    cfg = resolve_config(profile, config, items)
+    resolve_device(cfg.device)
+    return cfg
 
 
 def load_config_file(path: Path | None) -> ExperimentConfig:

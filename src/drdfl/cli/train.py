@@ -12,7 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
-from drdfl.cli.common import DataDirOption, ProgressOption, echo_table, load_config_file
+from drdfl.cli.common import (
+    DataDirOption,
+    DeviceOption,
+    ProgressOption,
+    echo_table,
+    load_config_file,
+)
 
 SUITE_HELP = "synthetic (built-in, no files) | paper | honest"
 # Seconds per training iteration of the reference diffusion presets on one CPU thread
@@ -40,19 +46,25 @@ def train(
         Path | None, typer.Option(help="DIFF_DIR of a diffusion model (threed, diffusion-augment).")
     ] = None,
     budget: Annotated[float | None, typer.Option(help="Robustness budget ε.")] = None,
+    device: DeviceOption = None,
     data_dir: DataDirOption = None,
     progress: ProgressOption = True,
 ) -> None:
     """Train one forecaster with one method and save it to a new model directory."""
     from drdfl.artifacts import ensure_new_model_dir
+    from drdfl.device import resolve_device
     from drdfl.experiment import build_suite, save_trained, train_model
 
     ensure_new_model_dir(out)
     cfg = load_config_file(config)
+    chosen_device = str(resolve_device(device or cfg.device))
     data = cfg.data if suite is None else cfg.data.model_copy(update={"suite": suite})
     if data_dir is not None:
         data = data.model_copy(update={"data_dir": str(data_dir)})
-    train_cfg = cfg.train if epochs is None else cfg.train.model_copy(update={"epochs": epochs})
+    update: dict[str, object] = {"device": chosen_device}
+    if epochs is not None:
+        update["epochs"] = epochs
+    train_cfg = cfg.train.model_copy(update=update)
     params = dict(cfg.method_params.get(method, {}))
     if diffusion is not None:
         params["diffusion"] = str(diffusion)

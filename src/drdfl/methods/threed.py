@@ -156,8 +156,8 @@ class ThreeDLearning(TrainedMethod):
         device = torch.device(self.train.device)
         real = data.scaler.inverse_transform(np.asarray(data.series, dtype=np.float64))
         self.reference = reference_model(
-            p.diffusion, real, p.preset, p.diffusion_iterations, self.train.seed
-        ).to(device)
+            p.diffusion, real, p.preset, p.diffusion_iterations, self.train.seed, device=device
+        )
         diff_scaler = self.reference.scaler
         if diff_scaler is None:
             raise ConfigError("threed: the diffusion model has no scaler (real units unknown)")

@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from drdfl.config import StrictModel, TrainConfig, parse_model
+from drdfl.device import resolve_device
 from drdfl.errors import TrainingError
 from drdfl.methods.base import FitResult, Method, TrainingData
 from drdfl.methods.losses import sample_losses
@@ -155,7 +156,7 @@ class TrainedMethod(Method):
 
     def _fit(self, data: TrainingData, task: DecisionTask, forecaster: nn.Module) -> FitResult:
         cfg = self.train
-        device = torch.device(cfg.device)
+        device = resolve_device(cfg.device)
         gen = torch_generator(cfg.seed)
         self._task, self._scaler = task, data.scaler
         forecaster.to(device)
