@@ -51,7 +51,7 @@ from drdfl.diffusion.ddpm import score_matching_loss
 from drdfl.diffusion.model import DiffusionModel, get_preset
 from drdfl.diffusion.train import fit_series
 from drdfl.evaluation.suites import Suite, corruption_tests, evaluate_tests, synthetic_suite
-from drdfl.experiment import build_suite, train_model
+from drdfl.runner.steps import build_suite, train_model
 from drdfl.methods import get_method
 from drdfl.methods.augment import DiffusionAugmentParams
 from drdfl.methods.base import FitResult, TrainingData

@@ -39,7 +39,7 @@ from torch import nn
 from drdfl._io import write_json
 from drdfl.config import DataConfig, TrainConfig, resolve_config
 from drdfl.data.windows import Scaler
-from drdfl.experiment import build_suite
+from drdfl.runner.steps import build_suite
 from drdfl.methods.base import TrainingData
 from drdfl.methods.losses import sample_losses
 from drdfl.methods.pto import DFLMethod

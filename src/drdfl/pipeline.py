@@ -31,7 +31,7 @@ from drdfl.config import ExperimentConfig, config_to_toml
 from drdfl.data.windows import Windows
 from drdfl.errors import ConfigError
 from drdfl.evaluation.suites import Suite, TestSet, corruption_tests, evaluate_tests
-from drdfl.experiment import build_suite, save_trained, train_model, user_test_sets
+from drdfl.runner.steps import build_suite, save_trained, train_model, user_test_sets
 from drdfl.methods.base import TrainingData
 from drdfl.methods.registry import REGISTRY
 

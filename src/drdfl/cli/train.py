@@ -35,7 +35,7 @@ def train(
     progress: ProgressOption = True,
 ) -> None:
     """Train one forecaster with one method and save it to a model directory."""
-    from drdfl.experiment import build_suite, save_trained, train_model
+    from drdfl.runner.steps import build_suite, save_trained, train_model
 
     cfg = load_config_file(config)
     data = cfg.data.model_copy(update={"suite": suite})
@@ -83,7 +83,7 @@ def evaluate(
 ) -> None:
     """Evaluate a saved model; writes MODEL_DIR/eval-<suite>.csv."""
     from drdfl._io import atomic_open
-    from drdfl.experiment import evaluate_model
+    from drdfl.runner.steps import evaluate_model
 
     tests = list(test or [])
     table, windows, notes = evaluate_model(model_dir, suite, tests, data_dir, per_window)

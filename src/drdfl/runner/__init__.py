@@ -1,0 +1,1 @@
+"""The experiment as a graph of units, run locally or on Ray."""
