@@ -57,7 +57,8 @@ from drdfl.methods.augment import DiffusionAugmentParams
 from drdfl.methods.base import FitResult, TrainingData
 from drdfl.methods.threed import ThreeDLearning, ThreeDParams, tail_with_noise
 from drdfl.models.forecasters import build_forecaster
-from drdfl.pipeline import SKYLINE_FIT, plan_units
+from drdfl.runner.plan import plan_units
+from drdfl.runner.unit import SKYLINE_FIT
 from drdfl.tasks import get_task
 
 COMMAND = "python benchmarks/bench_pipeline.py"

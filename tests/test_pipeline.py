@@ -12,7 +12,8 @@ import pytest
 
 from drdfl.config import resolve_config
 from drdfl.errors import ConfigError
-from drdfl.pipeline import Run, plan_units
+from drdfl.runner.driver import Run
+from drdfl.runner.plan import plan_units
 
 TINY = [
     "seeds=0",

@@ -18,7 +18,7 @@ from drdfl.errors import ConfigError, DataError, DatasetNotFoundError, DrdflErro
 from drdfl.evaluation.suites import Suite, TestSet, chronological_suite, evaluate_tests
 from drdfl.methods import METHODS, get_method
 from drdfl.models.forecasters import build_forecaster
-from drdfl.pipeline import run
+from drdfl.runner import run
 from drdfl.tasks import DecisionTask, get_task
 
 __all__ = [
