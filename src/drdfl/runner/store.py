@@ -139,6 +139,7 @@ class OutputDir:
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out {out}: is a file, not a directory")
         created = not out.exists()
+        had_lock = (out / LOCK_FILE).exists()
         try:
             out.mkdir(parents=True, exist_ok=True)
             handle = open(out / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held open
@@ -159,8 +160,11 @@ class OutputDir:
             try:
                 self._check(record, resume)
             except BaseException:
+                # Leave the directory as it was found.
                 if created:
                     shutil.rmtree(out, ignore_errors=True)
+                elif not had_lock:
+                    (out / LOCK_FILE).unlink(missing_ok=True)
                 raise
             write_json(out / self.marker, record)
             yield
