@@ -64,6 +64,9 @@ def test_run_writes_tables_and_report(tmp_path):
     assert list((out / "figures").glob("*.png"))
     meta = json.loads((out / "results.json").read_text())
     assert meta["versions"]["torch"] and meta["profile"] == "quick"
+    assert len(meta["code"]["commit"]) == 40 and isinstance(meta["code"]["dirty"], bool)
+    assert meta["versions"]["git_commit"] == meta["code"]["commit"]
+    assert resolve_config(path=out / "config.toml") == cfg
     report = (out / "report.md").read_text()
     assert "Table I" in report and "| chat (test) |" in report and "skyline" in report
     with pytest.raises(ConfigError, match="already holds a run"):
@@ -77,27 +80,54 @@ def _cli(out, *extra):
     return args + list(extra)
 
 
+def _kill_when(proc, path_exists, what):
+    deadline = time.time() + 300
+    while not path_exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert path_exists(), f"{what}: " + (proc.stderr.read().decode() if proc.stderr else "")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 def test_resume_after_sigkill_gives_the_same_results(tmp_path):
     env = dict(os.environ, DRDFL_CACHE_DIR=str(tmp_path / "cache"))
     whole = tmp_path / "whole"
-    subprocess.run(_cli(whole), check=True, env=env, capture_output=True)
+    subprocess.run(_cli(whole, "--jobs", "1"), check=True, env=env, capture_output=True)
 
+    # Killed and resumed with units side by side: the same bytes as one after another.
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
-        _cli(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        _cli(killed, "--jobs", "2"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     marker = killed / "units" / "mse-s0" / "done.json"
-    deadline = time.time() + 300
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert marker.exists(), proc.stderr.read().decode() if proc.stderr else ""
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "units" / "skyline-s0" / "done.json").exists()
-    done = subprocess.run(_cli(killed, "--resume"), env=env, capture_output=True, text=True)
+    _kill_when(proc, marker.exists, "no unit finished")
+    assert not (killed / "results.csv").exists()
+    done = subprocess.run(
+        _cli(killed, "--resume", "--jobs", "2"), env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert "resuming: " in done.stderr + done.stdout
     pd.testing.assert_frame_equal(
         pd.read_csv(killed / "results.csv"), pd.read_csv(whole / "results.csv")
     )
     assert (killed / "results.csv").read_bytes() == (whole / "results.csv").read_bytes()
+
+
+def test_resume_after_sigkill_while_the_reference_model_trains(tmp_path):
+    sets = ["methods=mse,diffusion-augment", "diffusion.iterations=60", "evaluation.skyline=false"]
+    extra = [arg for s in sets for arg in ("--set", s)]
+    whole = tmp_path / "whole"
+    env = dict(os.environ, DRDFL_CACHE_DIR=str(tmp_path / "cache-whole"))
+    subprocess.run(_cli(whole, *extra), check=True, env=env, capture_output=True)
+
+    env = dict(os.environ, DRDFL_CACHE_DIR=str(tmp_path / "cache-killed"))
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _cli(killed, *extra), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    cache = tmp_path / "cache-killed" / "diffusion"
+    _kill_when(proc, lambda: any(cache.glob("*.partial")), "the reference model never started")
+    done = subprocess.run(_cli(killed, *extra, "--resume"), env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert (killed / "results.csv").read_bytes() == (whole / "results.csv").read_bytes()
+    assert not any(cache.glob("*.partial"))

@@ -249,3 +249,30 @@ def test_a_corrupt_cache_entry_says_to_delete_it(tmp_path: Path) -> None:
     (entry / ENTRY_FILE).write_text(json.dumps({**_inputs(cfg.diffusion, series, 0), "seed": 9}))
     with pytest.raises(ModelError, match="trained with other seed"):
         cache.lookup(cfg.diffusion, series, 0)
+
+
+def test_a_full_disk_names_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import pandas as pd
+
+    from drdfl.runner import store
+
+    def full(path: object, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store, "atomic_open", full)
+    frame = pd.DataFrame({"a": [1]})
+    with pytest.raises(OSError, match="No space left") as exc:
+        store.write_unit(tmp_path, frame, frame, frame, None, {})
+    assert exc.value.filename == str(tmp_path / "results.csv")
+
+    def failing_run(self: driver.Run, executor: object = None) -> None:
+        store.write_unit(tmp_path, frame, frame, frame, None, {})
+
+    monkeypatch.setattr(driver.Run, "execute", failing_run)
+    code, _, err = _cli(capsys, "run", "--out", str(tmp_path / "out"), "--no-progress")
+    assert code == 2
+    assert err.strip() == f"error: {tmp_path / 'results.csv'}: No space left on device"
