@@ -132,8 +132,8 @@ class Run:
         return input_fingerprint(self.cfg, self.data)
 
     def pending(self) -> list[Job]:
-        """The jobs of the nodes not done yet (a reference model counts as done when it is
-        cached or when every unit that needs it is done)."""
+        """The jobs of the nodes not done yet (a reference model is skipped when every unit
+        that needs it is done; a cached one costs only its check)."""
         jobs = []
         for node in self.plan.nodes:
             if node.kind == "unit":
