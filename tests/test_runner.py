@@ -276,3 +276,29 @@ def test_a_full_disk_names_the_file(
     code, _, err = _cli(capsys, "run", "--out", str(tmp_path / "out"), "--no-progress")
     assert code == 2
     assert err.strip() == f"error: {tmp_path / 'results.csv'}: No space left on device"
+
+
+def test_a_truncated_unit_table_is_never_assembled(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from drdfl.runner.store import RunStore, write_unit
+
+    store = RunStore(tmp_path)
+    folder = store.unit_dir("dfl-s0")
+    folder.mkdir(parents=True)
+    results = pd.DataFrame(
+        {
+            "method": "dfl",
+            "seed": 0,
+            "suite": "synthetic",
+            "test_set": ["a", "b", "c"],
+            "metric": "regret",
+            "value": [1.0, 2.0, 3.0],
+        }
+    )
+    write_unit(folder, results, pd.DataFrame(), pd.DataFrame(), None, {"rows": 3})
+    assert store.read_unit("dfl-s0")["results"]["value"].tolist() == [1.0, 2.0, 3.0]
+    text = (folder / "results.csv").read_text()
+    (folder / "results.csv").write_text(text[: len(text) // 2 + 5])
+    with pytest.raises(ModelError, match=f"delete {folder} and resume"):
+        store.read_unit("dfl-s0")

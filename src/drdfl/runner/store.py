@@ -249,7 +249,15 @@ class RunStore:
                     "resume to redo that unit"
                 ) from None
         results = tables["results"]
-        if list(results.columns) != RESULT_COLUMNS or results["value"].isna().all():
+        try:
+            rows = json.loads((folder / DONE_FILE).read_text(encoding="utf-8")).get("rows")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            rows = -1
+        if (
+            list(results.columns) != RESULT_COLUMNS
+            or results["value"].isna().all()
+            or (rows is not None and len(results) != rows)
+        ):
             raise ModelError(
                 f"{folder / 'results.csv'}: not a complete unit table; delete {folder} and "
                 "resume to redo that unit"

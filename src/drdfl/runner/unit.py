@@ -317,6 +317,7 @@ def _finish(
         "train_s": sum(t["seconds"] for t in timings if t["stage"] == "train"),
         "avg_normalized_regret": float(main["value"].mean()) if len(main) else float("nan"),
         "max_normalized_regret": float(main["value"].max()) if len(main) else float("nan"),
+        "rows": len(results),
     }
     summary["line"] = (
         f"{unit.key}: train {summary['train_s']:.1f}s, normalized regret avg "
