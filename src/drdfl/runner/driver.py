@@ -120,6 +120,8 @@ class Run:
         self.units = list(self.plan.units)
         self.store = RunStore(self.out)
         self.jobs = jobs or cfg.jobs or available_cores()
+        #: the inputs' fingerprint, once validated
+        self.fingerprint: dict[str, Any] | None = None
 
     @property
     def data(self) -> RunData:
@@ -129,7 +131,8 @@ class Run:
         """Build the data and every user test set (raising on any problem) and return the
         inputs' fingerprint. Writes nothing."""
         _ = self.data.extra_tests
-        return input_fingerprint(self.cfg, self.data)
+        self.fingerprint = input_fingerprint(self.cfg, self.data)
+        return self.fingerprint
 
     def pending(self) -> list[Job]:
         """The jobs of the nodes not done yet (a reference model is skipped when every unit
@@ -237,7 +240,8 @@ class Run:
             {
                 "profile": self.cfg.name,
                 "config": self.cfg.model_dump(mode="json"),
-                "code": git_state(),
+                # the code the run started with (the one --resume insists on)
+                "code": self.code(),
                 "notes": suite.notes,
                 "test_sets": [
                     {"name": t.name, "w_distance": t.w_distance, "note": t.note}
@@ -250,6 +254,14 @@ class Run:
                 else [],
             },
         )
+
+    def code(self) -> dict[str, Any]:
+        """Version, git commit and dirty flag of the code that made the results."""
+        if self.fingerprint is not None:
+            return dict(self.fingerprint["code"])
+        from drdfl import __version__
+
+        return {"version": __version__, **git_state()}
 
     def _write_samples(self) -> None:
         """Real and generated segments and the worst cases 3D-Learning found."""

@@ -29,7 +29,7 @@ from drdfl.errors import ConfigError
 from drdfl.runner.driver import Run, default_cache, run_log
 from drdfl.runner.local import Outcome
 from drdfl.runner.reference import ReferenceCache
-from drdfl.runner.store import OutputDir, git_state, versions
+from drdfl.runner.store import OutputDir, versions
 from drdfl.runner.unit import Job
 
 SWEEP_FILE = "sweep.json"
@@ -218,7 +218,7 @@ class Sweep:
             {
                 "profile": self.cfg.name,
                 "config": self.cfg.model_dump(mode="json"),
-                "code": git_state(),
+                "code": self.runs[0].code(),
                 "grid": {k: [format_value(v) for v in vs] for k, vs in self.grid.items()},
                 "points": [
                     {"id": p.id, "label": p.label, "values": p.values, "dir": f"points/{p.id}"}
