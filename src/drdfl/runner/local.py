@@ -155,7 +155,7 @@ class LocalExecutor:
             # Ctrl-C or an error here: stop the workers now rather than after their units.
             for process in list(getattr(pool, "_processes", {}).values()):
                 process.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)  # reaps them, frees their queues
             raise
         pool.shutdown()
         return outcomes
