@@ -130,3 +130,26 @@ def test_resume_after_sigkill_while_the_reference_model_trains(tmp_path):
     assert done.returncode == 0, done.stderr
     assert (killed / "results.csv").read_bytes() == (whole / "results.csv").read_bytes()
     assert not any(cache.glob("*.partial"))
+
+
+def test_ctrl_c_stops_the_workers_and_says_how_to_resume(tmp_path):
+    env = dict(os.environ, DRDFL_CACHE_DIR=str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    extra = ["--jobs", "2", "--set", "methods=mse,dfl,wdro,kldro", "--set", "train.epochs=4"]
+    proc = subprocess.Popen(
+        _cli(out, *extra), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    marker = out / "units" / "mse-s0" / "done.json"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.exists() and proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == [
+        "interrupted; finished units are kept: run the same drdfl run command with --resume "
+        f"--out {out} to continue"
+    ]
+    done = subprocess.run(_cli(out, *extra, "--resume"), env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr

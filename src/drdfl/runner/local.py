@@ -66,13 +66,19 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _exit(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _worker_init(threads: int) -> None:
-    """A worker: ``threads`` torch threads; Ctrl-C is the parent's to handle; and on Linux
-    it dies with its parent (a run killed hard leaves no unit writing behind it)."""
+    """A worker: ``threads`` torch threads; Ctrl-C is the parent's to handle, which stops
+    workers with SIGTERM (exiting cleanly, so that their locks are released); and on
+    Linux it dies with its parent (a run killed hard leaves no unit writing behind it)."""
     import torch
 
     torch.set_num_threads(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
