@@ -137,13 +137,14 @@ class Sweep:
     def execute(self, executor: Any = None) -> SweepResult:
         """Validate every point, run every node not yet done, then assemble the tables and
         the reports."""
+        if executor is None:
+            from drdfl.runner.distributed import RayExecutor, require_ray
+
+            require_ray()  # before anything is written
+            executor = RayExecutor(self.address, self.num_cpus, self.cpus_per_trial)
         fingerprints = [run.validate() for run in self.runs]
         with self.claim(fingerprints):
             jobs = self.jobs()
-            if executor is None:
-                from drdfl.runner.distributed import RayExecutor
-
-                executor = RayExecutor(self.address, self.num_cpus, self.cpus_per_trial)
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(jobs), desc="sweep", unit="node", disable=not self.progress)
