@@ -575,9 +575,3 @@ def test_report_command_prints_one_line_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "results.csv: truncated" in err and "\n" not in err
     assert not (tmp_path / "report.md").exists()
-
-
-def test_evaluation_report_names_still_import():
-    from drdfl.evaluation import report
-
-    assert report.build_report is write_report and report.print_summary is summary_text

@@ -33,7 +33,7 @@ _LAZY = {
     "METHODS": "drdfl.methods",
     "get_method": "drdfl.methods",
     "build_forecaster": "drdfl.models.forecasters",
-    "run": "drdfl.pipeline",
+    "run": "drdfl.runner",
     "DecisionTask": "drdfl.tasks",
     "get_task": "drdfl.tasks",
 }
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from drdfl.evaluation.suites import evaluate_tests
     from drdfl.methods import METHODS, get_method
     from drdfl.models.forecasters import build_forecaster
-    from drdfl.pipeline import run
+    from drdfl.runner import run
     from drdfl.tasks import DecisionTask, get_task
 
 

@@ -3,7 +3,9 @@
 Sub-commands live in one module each (``cli/data.py`` …) and are mounted here; a module is
 imported only when its command runs, so ``drdfl --help`` loads neither torch nor pandas. Errors that
 drdfl raises on bad input (:class:`drdfl.errors.DrdflError`) become one line on stderr and
-exit status 2; ``--debug`` shows the traceback instead.
+exit status 2, as does a file that cannot be written (full disk, a file where a directory
+belongs); Ctrl-C exits 130 with a line saying how to resume; ``--debug`` shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -109,9 +111,14 @@ def _root(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``drdfl`` script."""
+    from drdfl.cli.common import Interrupted
+
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+    except Interrupted as exc:
+        typer.echo(str(exc), err=True)
+        sys.exit(130)
     except DrdflError as exc:
         if debug:
             raise
@@ -129,8 +136,16 @@ def main(argv: list[str] | None = None) -> None:
         else:
             typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code or 2)
+    except OSError as exc:
+        if debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        sys.exit(2)
     except Exception as exc:
         if debug:
             raise
         typer.echo(f"error: {type(exc).__name__}: {exc} (--debug shows the traceback)", err=True)
         sys.exit(1)
+    # Without standalone mode click returns the code of typer.Exit instead of exiting.
+    sys.exit(code if isinstance(code, int) else 0)

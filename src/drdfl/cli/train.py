@@ -53,7 +53,7 @@ def train(
     """Train one forecaster with one method and save it to a new model directory."""
     from drdfl.artifacts import ensure_new_model_dir
     from drdfl.device import resolve_device
-    from drdfl.experiment import build_suite, save_trained, train_model
+    from drdfl.runner.steps import build_suite, save_trained, train_model
 
     ensure_new_model_dir(out)
     cfg = load_config_file(config)
@@ -110,7 +110,7 @@ def evaluate(
     """Evaluate a saved model on the suite it was trained on (or --suite) and on --test
     sets; writes MODEL_DIR/eval-<what>.csv, named after the suite and the --test files."""
     from drdfl._io import atomic_open
-    from drdfl.experiment import evaluate_model
+    from drdfl.runner.steps import evaluate_model
 
     tests = list(test or [])
     with _warnings_as_lines():
