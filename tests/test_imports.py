@@ -140,7 +140,9 @@ def test_training_data_keeps_its_old_import_path() -> None:
 def test_help_lists_every_command_with_its_summary(capsys: pytest.CaptureFixture[str]) -> None:
     from drdfl.cli import COMMANDS, main
 
-    main(["--help"])
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
     listing = capsys.readouterr().out
     for name in COMMANDS:
         assert f"│ {name} " in listing

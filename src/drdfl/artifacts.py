@@ -26,9 +26,10 @@ from torch import nn
 
 from drdfl._io import atomic_open, write_json, write_text
 from drdfl._version import __version__
-from drdfl.config import DataConfig, parse_model
+from drdfl.config import DataConfig
 from drdfl.data.windows import Scaler
 from drdfl.errors import ConfigError, DrdflError, ModelError
+from drdfl.schema import parse_model
 from drdfl.tasks.base import DecisionTask
 
 MODEL_FORMAT = "drdfl-model"

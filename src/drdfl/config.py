@@ -13,59 +13,15 @@ import copy
 import itertools
 import json
 import re
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from drdfl.errors import ConfigError
 from drdfl.methods.registry import METHOD_NAMES, METHODS
-
-#: how ``None`` is written in TOML (which has no null) and in ``--set key=none``
-NONE = "none"
-
-
-def _allows_none(annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    return (origin is typing.Union or origin is types.UnionType) and type(None) in typing.get_args(
-        annotation
-    )
-
-
-def _accepts_text(annotation: Any, text: str) -> bool:
-    """Whether ``text`` is one of ``annotation``'s literal values (``scheduler = "none"``)."""
-    if typing.get_origin(annotation) is Literal:
-        return text in typing.get_args(annotation)
-    return any(_accepts_text(a, text) for a in typing.get_args(annotation))
-
-
-class StrictModel(BaseModel):
-    """Base for config sections: unknown keys are errors, assignments are validated, and
-    ``"none"`` means ``None`` for a key that may be ``None`` (unless ``"none"`` is one of
-    its named choices)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _none_from_text(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        out = dict(data)
-        for key, value in data.items():
-            field = cls.model_fields.get(key)
-            if (
-                field is not None
-                and isinstance(value, str)
-                and value.lower() == NONE
-                and _allows_none(field.annotation)
-                and not _accepts_text(field.annotation, value)
-            ):
-                out[key] = None
-        return out
+from drdfl.schema import NONE, StrictModel, parse_model
 
 
 class TrainConfig(StrictModel):
@@ -88,30 +44,6 @@ class TrainConfig(StrictModel):
     max_val_windows: int = Field(20000, ge=1, description="validation windows scored per epoch")
     seed: int = 0
     device: str = "cpu"
-
-
-def validation_message(exc: ValidationError, root: str = "") -> str:
-    """One readable line per problem: ``path.to.key: what is wrong (got …)``."""
-    lines = []
-    for err in exc.errors():
-        path = ".".join(str(p) for p in (root, *err["loc"]) if p != "")
-        got = err.get("input")
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        if err["type"] == "value_error":
-            msg = msg.removeprefix("Value error, ")
-        shown = "" if isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"{path or '<root>'}: {msg}{shown}")
-    return "; ".join(lines)
-
-
-def parse_model(model: type[StrictModel], data: dict, root: str = "") -> StrictModel:
-    """Validate ``data`` into ``model``; raise :class:`ConfigError` naming the key paths."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(validation_message(exc, root)) from None
 
 
 class DataConfig(StrictModel):

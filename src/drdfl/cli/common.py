@@ -5,14 +5,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from drdfl.config import ExperimentConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Options shared by the commands that resolve an experiment configuration.
 ProfileOption = Annotated[str | None, typer.Option(help="quick (default) | paper | honest")]

@@ -64,11 +64,11 @@ def train(
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Fit a diffusion model to a demand series (resumes a matching checkpoint in OUT)."""
-    from drdfl.config import parse_model
     from drdfl.data.loading import load_series
     from drdfl.device import resolve_device
     from drdfl.diffusion.model import DiffusionModelConfig, get_preset
     from drdfl.diffusion.train import fit_series
+    from drdfl.schema import parse_model
 
     target = resolve_device(device)
     chosen = get_preset(preset)

@@ -22,7 +22,6 @@ import torch
 from tqdm.auto import tqdm
 
 from drdfl._io import atomic_open, write_text
-from drdfl.config import parse_model
 from drdfl.data.series import Series
 from drdfl.data.windows import Scaler
 from drdfl.device import resolve_device
@@ -31,6 +30,7 @@ from drdfl.diffusion.model import DiffusionModel, DiffusionModelConfig, Diffusio
 from drdfl.diffusion.model import check_config as check_model_config
 from drdfl.diffusion.segments import check_series
 from drdfl.errors import ModelError, TrainingError
+from drdfl.schema import parse_model
 from drdfl.seeding import numpy_rng, torch_generator
 
 CHECKPOINT_FILE = "checkpoint.pt"

@@ -24,13 +24,14 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from drdfl.config import StrictModel, TrainConfig
+from drdfl.config import TrainConfig
 from drdfl.data.shifts import apply_corruption
 from drdfl.diffusion.segments import segments_to_windows
 from drdfl.errors import ConfigError, DataError
 from drdfl.methods.base import TrainingData
 from drdfl.methods.reference import ReferenceParams, reference_model, to_training_units
 from drdfl.methods.trainer import TrainedMethod
+from drdfl.schema import StrictModel
 from drdfl.tasks.base import DecisionTask
 
 #: generated segments kept in the fit result for the report

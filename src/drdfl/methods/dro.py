@@ -29,9 +29,10 @@ from pydantic import Field
 from scipy.optimize import minimize_scalar
 from torch import nn
 
-from drdfl.config import StrictModel, TrainConfig
+from drdfl.config import TrainConfig
 from drdfl.methods.base import TrainingData
 from drdfl.methods.trainer import TrainedMethod
+from drdfl.schema import StrictModel
 from drdfl.tasks.base import DecisionTask
 
 #: smallest KL temperature λ; keeps ``ℓ/λ`` finite (logsumexp handles the large values)

@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from pydantic import ConfigDict, Field, field_validator
 
-from drdfl.config import StrictModel
 from drdfl.data.windows import ArrayT, Scaler
 from drdfl.device import resolve_device
 from drdfl.diffusion.model import DiffusionModel, get_preset
 from drdfl.diffusion.train import fit_series
+from drdfl.schema import StrictModel
 
 
 class ReferenceParams(StrictModel):

@@ -20,11 +20,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from drdfl.config import StrictModel, TrainConfig, parse_model
+from drdfl.config import TrainConfig
 from drdfl.device import resolve_device
 from drdfl.errors import TrainingError
 from drdfl.methods.base import FitResult, Method, TrainingData
 from drdfl.methods.losses import sample_losses
+from drdfl.schema import StrictModel, parse_model
 from drdfl.seeding import torch_generator
 from drdfl.tasks.base import DecisionTask
 
@@ -146,7 +147,7 @@ class TrainedMethod(Method):
         Dropout masks draw from the global generator (``nn.Dropout`` takes no generator),
         so training runs on a forked copy of it, seeded with the training seed.
         """
-        device = torch.device(self.train.device)
+        device = resolve_device(self.train.device)
         cuda = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda):
             torch.default_generator.manual_seed(self.train.seed)

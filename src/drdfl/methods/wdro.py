@@ -16,9 +16,10 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from drdfl.config import StrictModel, TrainConfig
+from drdfl.config import TrainConfig
 from drdfl.methods.losses import sample_losses
 from drdfl.methods.trainer import TrainedMethod
+from drdfl.schema import StrictModel
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
