@@ -198,8 +198,8 @@ def evaluation(sizes: Sizes) -> dict[str, Any]:
     from drdfl.config import resolve_config
     from drdfl.data.suites import corruption_tests
     from drdfl.evaluation.metrics import unique_windows
-    from drdfl.experiment import build_suite
     from drdfl.models.forecasters import build_forecaster
+    from drdfl.runner.steps import build_suite
     from drdfl.tasks import get_task
 
     cfg = resolve_config("paper", overrides=[f"data.data_dir={data_dir()}"])
@@ -256,12 +256,13 @@ def evaluation(sizes: Sizes) -> dict[str, Any]:
 # ------------------------------------------------------------------------- scaling
 def scaling_length(sizes: Sizes) -> list[dict[str, Any]]:
     """Every stage at ×1, ×4, ×16 the base training length (synthetic workload)."""
+    from drdfl.experiment import train_model
+
     from drdfl.config import TrainConfig
     from drdfl.data.suites import synthetic_suite
     from drdfl.diffusion.model import get_preset
     from drdfl.diffusion.train import fit_series
     from drdfl.evaluation.suites import evaluate_tests
-    from drdfl.experiment import train_model
     from drdfl.tasks import get_task
 
     preset = get_preset(sizes.diffusion_preset)

@@ -13,7 +13,7 @@ from drdfl.cli import main
 from drdfl.config import DataConfig, TrainConfig
 from drdfl.errors import ModelError
 from drdfl.evaluation.suites import chronological_suite, evaluate_tests
-from drdfl.experiment import (
+from drdfl.runner.steps import (
     DegenerateDataWarning,
     build_suite,
     evaluate_model,

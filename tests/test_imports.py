@@ -85,7 +85,7 @@ def test_diffusion_modules_share_a_leaf_instead_of_each_other() -> None:
 def test_import_drdfl_loads_no_heavy_dependency() -> None:
     loaded = _loaded_after("import drdfl; assert drdfl.__version__")
     assert not {m.split(".")[0] for m in loaded} & set(HEAVY)
-    above = ("drdfl.methods", "drdfl.pipeline", "drdfl.evaluation")
+    above = ("drdfl.methods", "drdfl.runner", "drdfl.evaluation")
     assert not any(m.startswith(above) for m in loaded)
 
 
@@ -114,14 +114,14 @@ def test_help_loads_no_heavy_dependency() -> None:
 @pytest.mark.parametrize(
     ("module", "above"),
     [
-        ("drdfl.data", ("drdfl.methods", "drdfl.evaluation", "drdfl.pipeline", "drdfl.diffusion")),
-        ("drdfl.data.paper", ("drdfl.methods", "drdfl.evaluation", "drdfl.pipeline")),
+        ("drdfl.data", ("drdfl.methods", "drdfl.evaluation", "drdfl.runner", "drdfl.diffusion")),
+        ("drdfl.data.paper", ("drdfl.methods", "drdfl.evaluation", "drdfl.runner")),
         ("drdfl.data.training", ("drdfl.methods", "drdfl.evaluation", "drdfl.tasks")),
         ("drdfl.data.suites", ("drdfl.methods", "drdfl.evaluation", "drdfl.tasks")),
         ("drdfl.tasks", ("drdfl.data", "drdfl.methods", "drdfl.evaluation", "drdfl.models")),
-        ("drdfl.diffusion", ("drdfl.methods", "drdfl.evaluation", "drdfl.pipeline")),
-        ("drdfl.evaluation.suites", ("drdfl.methods", "drdfl.pipeline", "drdfl.diffusion")),
-        ("drdfl.methods", ("drdfl.evaluation", "drdfl.pipeline", "drdfl.cli")),
+        ("drdfl.diffusion", ("drdfl.methods", "drdfl.evaluation", "drdfl.runner")),
+        ("drdfl.evaluation.suites", ("drdfl.methods", "drdfl.runner", "drdfl.diffusion")),
+        ("drdfl.methods", ("drdfl.evaluation", "drdfl.runner", "drdfl.cli")),
     ],
 )
 def test_imports_point_down(module: str, above: tuple[str, ...]) -> None:

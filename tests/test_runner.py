@@ -130,7 +130,7 @@ def test_bad_test_files_are_refused_before_any_work(
         "--test",
         str(tmp_path / "b/trace.csv"),
     )
-    assert code == 2 and "give the same test-set name 'trace'" in err, err
+    assert code == 2 and "two test sets are named 'trace'" in err, err
     assert not out.exists()
     code, _, err = _cli(capsys, *base, "--test", str(tmp_path / "missing.csv"))
     assert code == 2 and "missing.csv" in err and not out.exists()

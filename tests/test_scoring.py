@@ -77,7 +77,7 @@ def test_a_window_scores_the_same_alone_or_in_a_batch() -> None:
 def test_paper_suite_tiled_sets_score_identically(data_dir: Path) -> None:
     from drdfl.config import DataConfig
     from drdfl.evaluation.suites import evaluate_tests
-    from drdfl.experiment import build_suite
+    from drdfl.runner.steps import build_suite
 
     suite = build_suite(DataConfig(suite="paper", data_dir=str(data_dir)))
     tiled = suite.test("23D")  # the 2023 code file: 233 values tiled

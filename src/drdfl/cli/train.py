@@ -164,7 +164,7 @@ def _reference_note(params: dict[str, Any]) -> str:
 @contextlib.contextmanager
 def _warnings_as_lines() -> Iterator[None]:
     """Warnings about the user's data print as one ``warning:`` line, as they happen."""
-    from drdfl.experiment import DegenerateDataWarning
+    from drdfl.runner.steps import DegenerateDataWarning
 
     def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
         if issubclass(category, DegenerateDataWarning):

@@ -161,7 +161,7 @@ def overview(run: RunOutputs, title: str) -> list[Block]:
     profile = run.meta.get("profile")
     if profile:
         facts.insert(0, f"profile: `{profile}`")
-    git = run.meta.get("git")
+    git = run.meta.get("code")
     if isinstance(git, dict) and git.get("commit"):
         dirty = " (uncommitted changes)" if git.get("dirty") else ""
         facts.append(f"code: commit `{str(git['commit'])[:12]}`{dirty}")

@@ -242,6 +242,8 @@ class Run:
                 "config": self.cfg.model_dump(mode="json"),
                 # the code the run started with (the one --resume insists on)
                 "code": self.code(),
+                # every planned unit: the report insists on each (or on its failure record)
+                "units": [{"label": u.label, "seed": u.seed} for u in self.units],
                 "notes": suite.notes,
                 "test_sets": [
                     {"name": t.name, "w_distance": t.w_distance, "note": t.note}

@@ -63,14 +63,6 @@ class RunData:
             self.config.data_dir,
             self.config.tokens,
         )
-        names = [t.name for t in tests]
-        for name in dict.fromkeys(names):
-            if names.count(name) > 1:
-                same = [s for s, n in zip(self.config.extra_tests, names, strict=True) if n == name]
-                raise ConfigError(
-                    f"--test: {', '.join(same)} give the same test-set name {name!r}; rename "
-                    "one of the files"
-                )
         return tests
 
     @cached_property
