@@ -23,7 +23,10 @@ def reference_model(
 
     ``series`` is the training series in real units; the fitted model carries its own
     scaler, so its samples map to real units like those of a model trained by
-    ``drdfl diffusion train``.
+    ``drdfl diffusion train``. Fitting is seeded by ``seed`` alone (initial weights,
+    batches, noise and the quality gate's draws) and ends on the preset's quality gate,
+    with ``iterations`` (default: the preset's) as the most it may take; the verdict is
+    :attr:`DiffusionModel.quality`.
     """
     if isinstance(diffusion, DiffusionModel):
         return diffusion
