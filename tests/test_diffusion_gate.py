@@ -201,3 +201,15 @@ def test_train_config_gate_round_trips() -> None:
     cfg = get_preset("fast").train
     again = DiffusionTrainConfig.model_validate(cfg.model_dump(mode="json"))
     assert again == cfg and again.gate is not None and again.gate.sampler == "ddpm"
+
+
+def test_reference_model_fit_is_seeded(chat: tuple[np.ndarray, Scaler]) -> None:
+    from drdfl.methods.reference import reference_model
+
+    values, scaler = chat
+    raw = scaler.inverse_transform(values[:300])  # too short to hold out: fitted ungated
+    a, b, c = (reference_model(None, raw, "tiny", 3, seed=s) for s in (0, 0, 1))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters(), strict=True))
+    assert a.quality is not None and a.quality.status == "unjudged"
+    assert "fewer than 4" in (a.quality.reason or "")
