@@ -96,7 +96,9 @@ def test_a_barely_trained_model_fails(chat: tuple[np.ndarray, Scaler]) -> None:
     assert verdict.figures["discriminator"]["generated_vs_heldout"] > 0.8
 
 
-def test_fitting_stops_when_the_gate_passes(chat: tuple[np.ndarray, Scaler]) -> None:
+def test_fitting_stops_when_the_gate_passes(
+    tmp_path: Path, chat: tuple[np.ndarray, Scaler]
+) -> None:
     values, scaler = chat
     calls: list[int] = []
 
@@ -108,9 +110,16 @@ def test_fitting_stops_when_the_gate_passes(chat: tuple[np.ndarray, Scaler]) -> 
     preset = get_preset("tiny")
     model = DiffusionModel(preset.model, scaler, seed=0)
     cfg = preset.train.model_copy(update={"iterations": 100, "gate_every": 10, "gate_after": 20})
-    result = train_diffusion(model, values[:2000], cfg, progress=False, gate=gate)
+    result = train_diffusion(model, values[:2000], cfg, tmp_path, progress=False, gate=gate)
     assert calls == [20, 30] and result.iterations == 30 and result.quality is not None
     assert result.quality.passed and [c.iteration for c in result.checks] == [20, 30]
+    # Resuming a run that passed trains no further; its verdict is taken again.
+    again = DiffusionModel(preset.model, scaler, seed=0)
+    resumed = train_diffusion(again, values[:2000], cfg, tmp_path, progress=False, gate=gate)
+    assert resumed.iterations == 30 and len(resumed.losses) == 30 and calls[-1] == 30
+    assert all(
+        torch.equal(p, q) for p, q in zip(model.parameters(), again.parameters(), strict=True)
+    )
     # A gate that never passes is judged once more at the end and the run goes on to the cap.
     calls.clear()
     never = DiffusionModel(preset.model, scaler, seed=0)

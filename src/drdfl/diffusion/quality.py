@@ -1,13 +1,20 @@
-"""How close generated segments are to real data.
+"""How close generated segments are to real data, and the reference model's quality gate.
 
 Three views, all on normalized values: the 1-D Wasserstein distance between marginals (the
 paper's measure, each set min-max scaled by its own extremes, and, because that scaling
 hides a shift of level or scale, also on the common training scale), the mean absolute
-difference of the average autocorrelation functions
-up to lag 50 (temporal structure), and a discriminative score (held-out accuracy of a
-small classifier trained to tell real from generated segments: 0.5 is indistinguishable).
-Each is meant to be read next to the same number for held-out real data against the
-training data, which says how far apart two honest samples of the workload already are.
+difference of the average autocorrelation functions up to lag 50 (temporal structure),
+and a discriminative score (cross-validated accuracy of a small classifier trained on
+random overlapping crops to tell real from generated segments: 0.5 is
+indistinguishable). Each is meant to be read next to the same number for held-out real
+data against the training data, which says how far apart two honest samples of the
+workload already are.
+
+The quality gate (:class:`QualityGate`) turns that reading into a verdict on a reference
+model θ₀: segment-level statistics of its samples (drawn with the sampler the methods
+use) against a held-out split of the training series, and the discriminator against its
+own accuracy on held-out versus fitted real data. :func:`realism` gives the same figures
+for any batch of segments, e.g. an adversary's.
 """
 
 from __future__ import annotations

@@ -118,6 +118,7 @@ def train_diffusion(
     fingerprint = data_fingerprint(pieces[0] if len(pieces) == 1 else pieces)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
     start = 0
+    passed = False  # whether the gate passed: a resumed run then trains no further
     if ckpt_path is not None and ckpt_path.is_file():
         state = _read_checkpoint(ckpt_path, model.config, config, fingerprint)
         model.denoiser.load_state_dict(state["weights"])
@@ -127,6 +128,7 @@ def train_diffusion(
         gen.set_state(state["torch_rng"])
         losses = list(state["losses"])
         start = int(state["iteration"])
+        passed = bool(state.get("passed_gate", False))
 
     def checkpoint(iteration: int) -> None:
         if ckpt_path is None:
@@ -142,6 +144,7 @@ def train_diffusion(
             "numpy_rng": rng.bit_generator.state,
             "torch_rng": gen.get_state(),
             "losses": losses,
+            "passed_gate": passed,
         }
         with atomic_open(ckpt_path, "wb") as handle:
             torch.save(state, handle)
@@ -163,7 +166,7 @@ def train_diffusion(
     done = start
     stopped = False
     bar = tqdm(
-        range(start, config.iterations),
+        range(start, start if passed and gate is not None else config.iterations),
         initial=start,
         total=config.iterations,
         desc="diffusion training",
@@ -192,6 +195,7 @@ def train_diffusion(
             and done % config.gate_every == 0
             and judge(done)
         ):
+            passed = True
             break
         if time_budget_s is not None and time.perf_counter() - started > time_budget_s:
             stopped = done < config.iterations
@@ -199,7 +203,7 @@ def train_diffusion(
     if gate is not None and (not checks or checks[-1].iteration != done):
         judge(done)
     bar.close()
-    if done % config.checkpoint_every:
+    if done % config.checkpoint_every or passed:
         checkpoint(done)
     if config.ema_decay > 0:
         model.denoiser.load_state_dict(ema.state_dict())
