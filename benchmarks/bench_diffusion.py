@@ -21,7 +21,7 @@
 Peak memory is the peak resident set size of each stage (``VmHWM``, reset per stage).
 The machine may be shared: the load average at start is recorded. Results go to
 ``benchmarks/results/diffusion.json`` (a run of some ``--parts`` replaces only those
-parts there).
+parts there, with the machine it ran on under ``machine_by_part``).
 
     python benchmarks/bench_diffusion.py [--budget 180] [--threads 1] [--data-dir DIR]
         [--parts speed,quality,gate] [--gate-presets tiny,fast,paper]
@@ -216,7 +216,11 @@ def main() -> None:
         }
     results["total_seconds"] = time.perf_counter() - started
     if RESULTS.is_file() and parts != {"speed", "quality", "gate"}:
-        results = {**json.loads(RESULTS.read_text()), **results}
+        # The parts kept from an earlier run keep their machine; these say where they ran.
+        old = json.loads(RESULTS.read_text())
+        by_part = old.get("machine_by_part", {})
+        by_part.update({part: results["machine"] for part in parts})
+        results = {**old, **results, "machine": old.get("machine"), "machine_by_part": by_part}
     write_json(RESULTS, results)
     print(f"wrote {RESULTS}")
     for name, g in results.get("gate", {}).items():
