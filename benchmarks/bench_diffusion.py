@@ -1,9 +1,10 @@
-"""Benchmark: diffusion training and sampling speed, peak memory, quality after a time budget.
+"""Benchmark: diffusion training and sampling speed, peak memory, quality, the quality gate.
 
-1. Speed, for the ``fast`` and ``paper`` presets: seconds per 1,000 training iterations and
-   per 1,000 sampled segments with each sampler. Both are *extrapolated* from a short run
-   (a few iterations, one small batch of segments) after a warm-up, and the sampling
-   figure assumes the cost is linear in the number of segments (CPU batches gain little).
+1. Speed, for the ``fast``, ``paper`` (1-D) and ``paper-2d`` presets: seconds per 1,000
+   training iterations and per 1,000 sampled segments with each sampler. Both are
+   *extrapolated* from a short run (a few iterations, one small batch of segments) after
+   a warm-up, and the sampling figure assumes the cost is linear in the number of
+   segments (CPU batches gain little).
 2. Quality: the ``fast`` preset trained for a fixed wall-time budget on the first 70 % of
    the 2024 conversation series at 5 s (``azure-2024-conv-5s``, 60,480 slots), then judged
    against the training part and the held-out last 30 %. That series is used rather than
@@ -11,18 +12,26 @@
    70/30 split of it holds out copies of the training data (its W-distance is ~6e-5).
    Target: the generated data's W-distance to held-out data is no worse than the held-out
    data's own distance to the training data + 0.02.
+3. The quality gate: each preset fitted, as the runner fits it, on the training series of
+   the profile that uses it (``tiny``: the quick profile's synthetic day; ``fast``: the
+   honest suite's first 70 % of the 2024 conversation trace; ``paper``: the paper
+   suite's training rows, a tiled hour), ending on its gate: fit seconds, iterations and
+   the gate's figures and verdict.
 
 Peak memory is the peak resident set size of each stage (``VmHWM``, reset per stage).
 The machine may be shared: the load average at start is recorded. Results go to
-``benchmarks/results/diffusion.json``.
+``benchmarks/results/diffusion.json`` (a run of some ``--parts`` replaces only those
+parts there, with the machine it ran on under ``machine_by_part``).
 
     python benchmarks/bench_diffusion.py [--budget 180] [--threads 1] [--data-dir DIR]
+        [--parts speed,quality,gate] [--gate-presets tiny,fast,paper]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import platform
 import re
@@ -131,13 +140,54 @@ def quality(budget_s: float, data_dir: str | None, seed: int) -> dict:
     }
 
 
+#: preset → the suite whose training series the profile using it fits θ₀ on
+GATE_SUITES = {"tiny": "synthetic", "fast": "honest", "paper": "paper"}
+
+
+def gate_fit(preset_name: str, data_dir: str | None, seed: int) -> dict:
+    """Fit ``preset_name`` on its profile's training series until its gate passes."""
+    from drdfl.evaluation.suites import honest_suite, paper_suite, synthetic_suite
+
+    suite_name = GATE_SUITES[preset_name]
+    if suite_name == "synthetic":
+        suite = synthetic_suite(1.0, seed=seed)
+    elif suite_name == "honest":
+        suite = honest_suite(data_dir)
+    else:
+        suite = paper_suite(data_dir)
+    data = suite.data
+    real = data.scaler.inverse_transform(np.asarray(data.series, dtype=np.float64))
+    preset = get_preset(preset_name)
+    reset_peak_rss()
+    _, result = fit_series(
+        real, preset.model, preset.train.model_copy(update={"seed": seed}), progress=False
+    )
+    assert result.quality is not None
+    return {
+        "suite": suite_name,
+        "train_slots": len(real),
+        "seconds": result.seconds,
+        "iterations": result.iterations,
+        "max_iterations": preset.train.iterations,
+        "peak_rss_mib": peak_rss_mib(),
+        "checks": [
+            {"iteration": c.iteration, "status": c.status, "failed": c.failures}
+            for c in result.checks
+        ],
+        "quality": result.quality.to_dict(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=float, default=180.0, help="training seconds (quality)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--data-dir", default=None, help="trace directory ($DRDFL_DATA_DIR)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parts", default="speed,quality,gate", help="which parts to run")
+    parser.add_argument("--gate-presets", default=",".join(GATE_SUITES), help="gate part")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     torch.set_num_threads(args.threads)
     load = os.getloadavg()
     started = time.perf_counter()
@@ -151,21 +201,45 @@ def main() -> None:
         },
         "method": "speed extrapolated from short runs after warm-up; quality after a "
         "wall-time budget; peak RSS per stage (VmHWM)",
-        "speed": {
-            "fast": speed("fast", 20, {"ddpm": 32, "ddim": 32}),
-            "paper": speed("paper", 5, {"ddpm": 4, "ddim": 16}),
-        },
-        "quality": quality(args.budget, args.data_dir, args.seed),
     }
+    if "speed" in parts:
+        results["speed"] = {
+            "fast": speed("fast", 20, {"ddpm": 32, "ddim": 32}),
+            "paper": speed("paper", 20, {"ddpm": 32, "ddim": 32}),
+            "paper-2d": speed("paper-2d", 5, {"ddpm": 4, "ddim": 16}),
+        }
+    if "quality" in parts:
+        results["quality"] = quality(args.budget, args.data_dir, args.seed)
+    if "gate" in parts:
+        results["gate"] = {
+            name: gate_fit(name, args.data_dir, args.seed) for name in args.gate_presets.split(",")
+        }
     results["total_seconds"] = time.perf_counter() - started
+    if RESULTS.is_file() and parts != {"speed", "quality", "gate"}:
+        # The parts kept from an earlier run keep their machine; these say where they ran.
+        old = json.loads(RESULTS.read_text())
+        by_part = old.get("machine_by_part", {})
+        by_part.update({part: results["machine"] for part in parts})
+        results = {**old, **results, "machine": old.get("machine"), "machine_by_part": by_part}
     write_json(RESULTS, results)
-    q = results["quality"]
     print(f"wrote {RESULTS}")
-    for name, s in results["speed"].items():
+    for name, g in results.get("gate", {}).items():
+        q = g["quality"]
+        print(
+            f"gate {name} on {g['suite']}: {q['status']} after {g['iterations']} iterations "
+            f"in {g['seconds']:.0f} s"
+            + (
+                f" (failed: {', '.join(g['checks'][-1]['failed'])})"
+                if q["status"] == "failed"
+                else ""
+            )
+        )
+    for name, s in results.get("speed", {}).items():
         samp = ", ".join(
             f"{k} {v['s_per_1000_segments']:.0f} s/1k segments" for k, v in s["sampling"].items()
         )
         print(f"{name}: {s['train_s_per_1000_iterations']:.0f} s/1k iterations; {samp}")
+    q = results.get("quality", {"by_sampler": {}})
     for sampler, r in q["by_sampler"].items():
         t = r["target"]
         print(

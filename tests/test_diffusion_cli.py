@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from drdfl.cli import main
 from drdfl.diffusion.model import DiffusionModel, get_preset
@@ -44,6 +45,7 @@ def trained(tmp_path: Path, series_csv: Path, capsys: pytest.CaptureFixture[str]
     )  # fmt: skip
     assert code == 0, err
     assert "4 iterations" in stdout and "960 slots" in stdout
+    assert "quality gate failed (ddpm)" in stdout
     return out
 
 
@@ -69,14 +71,44 @@ def test_train_sample_evaluate(
 
     code, stdout, err = run(
         capsys, "diffusion", "evaluate", str(trained), "--reference", str(series_csv),
-        "--tail", "0.25", "--steps", "5", "--json",
+        "--tail", "0.25", "--json",
     )  # fmt: skip
     assert code == 0, err
     report = json.loads(stdout)
+    # By default the methods' sampler (DDPM, every step) is scored, and the gate reported.
+    assert report["sampler"] == "ddpm" and report["steps"] is None
+    gate = report["gate"]
+    assert gate["sampler"] == "ddpm" and gate["status"] == "failed"
+    assert gate["split"]["kind"] == "blocks" and gate["split"]["fit_slots"] < 960
+    assert gate["figures"] == model.meta["quality"]["figures"]  # as judged after training
     assert report["n_generated"] == 960 // 64
     assert report["heldout_vs_train"]["n_candidate"] == 320 // 64
     for key in ("generated_vs_train", "heldout_vs_train", "generated_vs_heldout"):
         assert 0 <= report[key]["discriminative"] <= 1
+    # DDIM scoring stays available, and the table form names the verdict.
+    code, stdout, err = run(
+        capsys, "diffusion", "evaluate", str(trained), "--sampler", "ddim", "--steps", "5",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "quality gate (ddim" in stdout and "quality gate failed (ddim)" in stdout
+
+
+def test_train_seed_fixes_the_weights(
+    series_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    weights = []
+    # 384 slots hold no held-out part for the gate, so these fits are not judged (fast).
+    for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
+        code, _, err = run(
+            capsys, "diffusion", "train", "--train", str(series_csv), "--preset", "tiny",
+            "--iterations", "2", "--seed", seed, "--head", "0.3", "--no-progress",
+            "-o", str(tmp_path / name),
+        )  # fmt: skip
+        assert code == 0, err
+        weights.append(DiffusionModel.load(tmp_path / name).state_dict())
+    a, b, c = weights
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
 @pytest.mark.parametrize(
@@ -85,7 +117,7 @@ def test_train_sample_evaluate(
         (["--n", "0"], "--n must be a positive number of segments, got 0"),
         (["--n", "-2"], "--n must be a positive number of segments, got -2"),
         (["--n", "2", "--sampler", "euler"], "unknown sampler 'euler'"),
-        (["--n", "2", "--sampler", "ddim", "--steps", "99"], "steps must be in 1..T=20"),
+        (["--n", "2", "--sampler", "ddim", "--steps", "999"], "steps must be in 1..T=100"),
     ],
 )
 def test_sample_bad_input(

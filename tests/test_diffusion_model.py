@@ -31,12 +31,15 @@ CFG = DiffusionModelConfig(
 
 
 def test_presets_are_the_documented_settings() -> None:
-    paper = get_preset("paper")
+    paper = get_preset("paper-2d")
     assert (paper.model.T, paper.model.segment_length, paper.model.layout) == (500, 784, "2d")
     assert (paper.model.beta_start, paper.model.beta_end) == (0.05, 0.1)
     assert (paper.train.iterations, paper.train.batch_size, paper.train.lr) == (7000, 64, 1e-4)
-    for preset in PRESETS.values():  # every preset builds
+    assert get_preset("paper").model.layout == "1d"
+    for preset in PRESETS.values():  # every preset builds and ends its training on a gate
         DiffusionModel(preset.model)
+        assert preset.train.gate is not None and preset.train.gate.sampler == "ddpm"
+        assert preset.train.gate_after < preset.train.iterations
     with pytest.raises(ConfigError, match="unknown diffusion preset 'huge'"):
         get_preset("huge")
 

@@ -91,7 +91,7 @@ class DataConfig(StrictModel):
 class DiffusionConfig(StrictModel):
     """The reference diffusion model fitted to the training series."""
 
-    preset: Literal["paper", "fast", "tiny"] = "fast"
+    preset: Literal["paper", "paper-2d", "fast", "tiny"] = "fast"
     iterations: int | None = Field(None, ge=1, description="None: the preset's")
 
 

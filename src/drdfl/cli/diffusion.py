@@ -44,9 +44,14 @@ def train(
         str, typer.Option("--train", help="Training series: dataset name or file.")
     ],
     out: Annotated[Path, typer.Option("-o", "--out", help="Diffusion directory to write.")],
-    preset: Annotated[str, typer.Option(help="paper | fast | tiny")] = "fast",
+    preset: Annotated[str, typer.Option(help="paper | paper-2d | fast | tiny")] = "fast",
     iterations: Annotated[
-        int | None, typer.Option(min=1, help="Training iterations (default: the preset's).")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Most training iterations; the quality gate may end sooner "
+            "(default: the preset's).",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     head: Annotated[
@@ -63,7 +68,8 @@ def train(
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N | mps")] = "cpu",
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
-    """Fit a diffusion model to a demand series (resumes a matching checkpoint in OUT)."""
+    """Fit a diffusion model to a demand series until it passes the preset's quality gate
+    (resumes a matching checkpoint in OUT); the verdict is saved with the model."""
     from drdfl.data.loading import load_series
     from drdfl.device import resolve_device
     from drdfl.diffusion.model import DiffusionModelConfig, get_preset
@@ -95,6 +101,8 @@ def train(
         + (f" (resumed at {result.resumed_from})" if result.resumed_from else "")
         + f", final loss {tail.mean():.4f} -> {out}"
     )
+    if result.quality is not None:
+        typer.echo(result.quality.summary())
 
 
 @app.command("sample")
@@ -136,28 +144,39 @@ def sample(
 def evaluate(
     diff_dir: Annotated[Path, typer.Argument(help="Diffusion directory.")],
     reference: Annotated[
-        str, typer.Option("--reference", help="Held-out series: dataset name or file.")
-    ],
+        str | None,
+        typer.Option("--reference", help="Held-out series: dataset name or file (optional)."),
+    ] = None,
     tail: Annotated[
         float, typer.Option(help="Use the last fraction of the reference (e.g. 0.3).")
     ] = 1.0,
     n: Annotated[
         int | None, typer.Option("--n", help="Segments to generate (default: as in training).")
     ] = None,
-    sampler: Annotated[str, typer.Option("--sampler", help="ddpm | ddim")] = "ddim",
+    sampler: Annotated[
+        str, typer.Option("--sampler", help="ddpm (what the methods sample with) | ddim")
+    ] = "ddpm",
     steps: StepsOpt = None,
     seed: Annotated[int, typer.Option(help="Seed of sampling and the discriminator.")] = 0,
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     threads: Threads = None,
 ) -> None:
-    """Quality of generated segments vs. the training data, next to held-out vs. training."""
+    """The quality gate on the model's own training data, and generated segments against the
+    training data (and a held-out series: next to held-out vs. training)."""
     from drdfl.cli.common import echo_table
     from drdfl.data.loading import load_series
     from drdfl.diffusion.model import DiffusionModel
-    from drdfl.diffusion.quality import quality_report
+    from drdfl.diffusion.quality import (
+        GateConfig,
+        QualityGate,
+        gate_split,
+        model_floor,
+        quality_report,
+    )
     from drdfl.diffusion.samplers import get_sampler
     from drdfl.diffusion.train import TRAIN_VALUES_FILE
+    from drdfl.seeding import torch_generator
 
     if n is not None and n <= 0:
         raise ConfigError(f"--n must be a positive number of segments, got {n}")
@@ -170,17 +189,31 @@ def evaluate(
         raise ConfigError(
             f"{diff_dir}: needs the scaler and {TRAIN_VALUES_FILE} written by 'diffusion train'"
         )
-    ref = load_series(reference, data_dir=data_dir)
-    start = len(ref) - int(len(ref) * _fraction(tail, "--tail"))
-    ref = ref.slice(start, len(ref), ref.name)
-    heldout = model.scaler.transform(ref.values)
-    report = quality_report(model, np.load(train_path), heldout, n, sampler, steps, seed)
-    report["reference"] = ref.name
+    train_values = np.load(train_path)
+    saved = (model.meta.get("train_config") or {}).get("gate")
+    gate_cfg = GateConfig.model_validate({**(saved or {}), "sampler": sampler, "steps": steps})
+    split = gate_split(train_values, model.segment_length, gate_cfg)
+    gate = QualityGate(
+        split, model.segment_length, model_floor(model), gate_cfg, torch_generator(seed)
+    )(model)
+    heldout = None
+    ref_name = None
+    if reference is not None:
+        ref = load_series(reference, data_dir=data_dir)
+        start = len(ref) - int(len(ref) * _fraction(tail, "--tail"))
+        ref = ref.slice(start, len(ref), ref.name)
+        heldout = model.scaler.transform(ref.values)
+        ref_name = ref.name
+    report = quality_report(model, train_values, heldout, n, sampler, steps, seed)
+    report["reference"] = ref_name
+    report["gate"] = gate.to_dict()
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
     rows = {
-        k: report[k] for k in ("generated_vs_train", "heldout_vs_train", "generated_vs_heldout")
+        k: report[k]
+        for k in ("generated_vs_train", "heldout_vs_train", "generated_vs_heldout")
+        if k in report
     }
     frame = pd.DataFrame(rows).T
     frame.index.name = "comparison"
@@ -189,3 +222,7 @@ def evaluate(
         title=f"diffusion quality ({report['n_generated']} generated segments, {sampler}); "
         "discriminative: 0.5 is perfect",
     )
+    if gate.criteria:
+        crit = pd.DataFrame([c.__dict__ for c in gate.criteria]).set_index("name")
+        echo_table(crit, title=f"quality gate ({sampler}, split {gate.split['kind']})")
+    typer.echo(gate.summary())

@@ -8,7 +8,8 @@
 - :mod:`~drdfl.diffusion.model`: :class:`DiffusionModel`, its configuration and presets.
 - :mod:`~drdfl.diffusion.train`: seeded training with EMA and resumable checkpoints.
 - :mod:`~drdfl.diffusion.segments`: segments of a series, and windows cut from segments.
-- :mod:`~drdfl.diffusion.quality`: Wasserstein, ACF and discriminative quality metrics.
+- :mod:`~drdfl.diffusion.quality`: Wasserstein, ACF and discriminative quality metrics, the
+  reference model's quality gate and the realism figures of any batch of segments.
 """
 
 from drdfl.diffusion.ddpm import denoising_loss, score_matching_loss
@@ -19,6 +20,16 @@ from drdfl.diffusion.model import (
     DiffusionTrainConfig,
     SampleResult,
     get_preset,
+    read_quality,
+)
+from drdfl.diffusion.quality import (
+    GateConfig,
+    GateResult,
+    QualityGate,
+    detect_period,
+    gate_split,
+    quality_gate,
+    realism,
 )
 from drdfl.diffusion.samplers import Sampler, get_sampler, run_reverse
 from drdfl.diffusion.schedule import NoiseSchedule
@@ -32,18 +43,26 @@ __all__ = [
     "DiffusionModel",
     "DiffusionModelConfig",
     "DiffusionTrainConfig",
+    "GateConfig",
+    "GateResult",
     "NoiseSchedule",
+    "QualityGate",
     "SampleResult",
     "Sampler",
     "TrainResult",
     "Transitions",
     "cut_segments",
     "denoising_loss",
+    "detect_period",
     "fit_series",
+    "gate_split",
     "get_preset",
     "get_sampler",
     "log_ratio",
+    "quality_gate",
     "random_segments",
+    "read_quality",
+    "realism",
     "run_reverse",
     "score_matching_loss",
     "segments_to_windows",

@@ -1,29 +1,38 @@
-"""How close generated segments are to real data.
+"""How close generated segments are to real data, and the reference model's quality gate.
 
 Three views, all on normalized values: the 1-D Wasserstein distance between marginals (the
 paper's measure, each set min-max scaled by its own extremes, and, because that scaling
 hides a shift of level or scale, also on the common training scale), the mean absolute
-difference of the average autocorrelation functions
-up to lag 50 (temporal structure), and a discriminative score (held-out accuracy of a
-small classifier trained to tell real from generated segments: 0.5 is indistinguishable).
-Each is meant to be read next to the same number for held-out real data against the
-training data, which says how far apart two honest samples of the workload already are.
+difference of the average autocorrelation functions up to lag 50 (temporal structure),
+and a discriminative score (cross-validated accuracy of a small classifier trained on
+random overlapping crops to tell real from generated segments: 0.5 is
+indistinguishable). Each is meant to be read next to the same number for held-out real
+data against the training data, which says how far apart two honest samples of the
+workload already are.
+
+The quality gate (:class:`QualityGate`) turns that reading into a verdict on a reference
+model θ₀: segment-level statistics of its samples (drawn with the sampler the methods
+use) against a held-out split of the training series, and the discriminator against its
+own accuracy on held-out versus fitted real data. :func:`realism` gives the same figures
+for any batch of segments, e.g. an adversary's.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from scipy.stats import wasserstein_distance
 from torch import nn
 
+from drdfl.config import StrictModel
 from drdfl.data.shifts import wasserstein_marginal
 from drdfl.diffusion.segments import check_series, cut_segments
-from drdfl.errors import ConfigError, DataError
-from drdfl.seeding import numpy_rng
+from drdfl.errors import ConfigError, DataError, ModelError
+from drdfl.seeding import numpy_rng, torch_generator
 
 if TYPE_CHECKING:
     from drdfl.diffusion.model import DiffusionModel
@@ -76,52 +85,6 @@ class _Discriminator(nn.Module):
         return self.head(torch.cat([h.mean(-1), h.amax(-1)], dim=1)).squeeze(1)
 
 
-def discriminative_score(
-    real: np.ndarray,
-    fake: np.ndarray,
-    seed: int = 0,
-    epochs: int = 200,
-    test_fraction: float = 0.3,
-    lr: float = 1e-2,
-) -> float:
-    """Held-out accuracy of a small CNN telling ``real`` from ``fake`` segments (0.5 is perfect).
-
-    Both sets are subsampled to the same size; a ``test_fraction`` of each is held out.
-    """
-    real = np.asarray(real, dtype=np.float32)
-    fake = np.asarray(fake, dtype=np.float32)
-    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
-        raise DataError(
-            f"discriminative_score: expected two [n, L] sets with equal L, "
-            f"got {real.shape} and {fake.shape}"
-        )
-    n = min(len(real), len(fake))
-    n_test = round(test_fraction * n)
-    if n_test < 1 or n - n_test < 1:
-        raise DataError(
-            f"discriminative_score: {n} segments per class is too few for a held-out split"
-        )
-    rng = numpy_rng(seed)
-    real = real[rng.permutation(len(real))[:n]]
-    fake = fake[rng.permutation(len(fake))[:n]]
-    x_train = torch.from_numpy(np.concatenate([real[n_test:], fake[n_test:]]))
-    y_train = torch.cat([torch.ones(n - n_test), torch.zeros(n - n_test)])
-    x_test = torch.from_numpy(np.concatenate([real[:n_test], fake[:n_test]]))
-    y_test = torch.cat([torch.ones(n_test), torch.zeros(n_test)])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        clf = _Discriminator()
-    opt = torch.optim.Adam(clf.parameters(), lr=lr)
-    loss_fn = nn.BCEWithLogitsLoss()
-    for _ in range(epochs):
-        opt.zero_grad(set_to_none=True)
-        loss_fn(clf(x_train), y_train).backward()
-        opt.step()
-    with torch.no_grad():
-        predicted = (clf(x_test) > 0).float()
-    return float((predicted == y_test).float().mean())
-
-
 @dataclass(frozen=True)
 class QualityMetrics:
     """How far a candidate set is from a reference set."""
@@ -134,7 +97,8 @@ class QualityMetrics:
     acf_diff: float
     """Mean absolute difference of average autocorrelations, lags 1..max_lag."""
     discriminative: float
-    """Held-out accuracy of a real-vs-candidate classifier (0.5 is perfect)."""
+    """Cross-validated accuracy of a real-vs-candidate classifier on random overlapping
+    crops (0.5 is perfect)."""
     n_candidate: int
     n_reference: int
 
@@ -148,21 +112,26 @@ def compare(
     segment_length: int,
     seed: int = 0,
     max_lag: int = 50,
+    n_crops: int = 256,
 ) -> QualityMetrics:
     """Metrics of ``candidate`` against ``reference``, each a series ``[N]`` or segments ``[n, L]``.
 
-    A series is cut into consecutive non-overlapping segments for the ACF and the
-    discriminator; the marginal uses every value. ACF lags stop at ``L − 1`` for short
+    A series is cut into consecutive non-overlapping segments for the ACF; the
+    discriminator sees ``n_crops`` random overlapping crops of ``L`` slots of each (from
+    within segments); the marginal uses every value. ACF lags stop at ``L − 1`` for short
     segments.
     """
     cand = _as_segments(candidate, segment_length, "candidate")
     ref = _as_segments(reference, segment_length, "reference")
     max_lag = min(max_lag, segment_length - 1)
+    rng = numpy_rng(seed)
+    crops_cand = random_crops(np.asarray(candidate, dtype=np.float64), segment_length, n_crops, rng)
+    crops_ref = random_crops(np.asarray(reference, dtype=np.float64), segment_length, n_crops, rng)
     return QualityMetrics(
         wasserstein=wasserstein_marginal(np.ravel(candidate), np.ravel(reference)),
         wasserstein_common=float(wasserstein_distance(np.ravel(candidate), np.ravel(reference))),
         acf_diff=acf_distance(cand, ref, max_lag),
-        discriminative=discriminative_score(ref, cand, seed),
+        discriminative=crop_discriminator(crops_ref, crops_cand, torch_generator(seed)),
         n_candidate=len(cand),
         n_reference=len(ref),
     )
@@ -182,12 +151,13 @@ def quality_report(
     train_values: np.ndarray,
     heldout_values: np.ndarray | None = None,
     n_samples: int | None = None,
-    sampler: str = "ddim",
+    sampler: str = "ddpm",
     steps: int | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Generated vs. training data, and, with held-out data, held-out vs. training (calibration)
-    and generated vs. held-out. All inputs are normalized series.
+    and generated vs. held-out. All inputs are normalized series. The default sampler is
+    the one the methods sample with (DDPM, every step).
 
     ``n_samples`` defaults to as many segments as the training series holds end to end.
     """
@@ -207,3 +177,426 @@ def quality_report(
         report["heldout_vs_train"] = compare(heldout_values, train_values, length, seed).to_dict()
         report["generated_vs_heldout"] = compare(generated, heldout_values, length, seed).to_dict()
     return report
+
+
+# ----------------------------------------------------------------------------- the gate
+#: The statistics the gate compares, in report order: std of segment means, fraction of
+#: values below the training minimum, fraction at the floor (zero demand), mean
+#: within-segment std, mean absolute slot-to-slot (lag-1) difference.
+STATISTICS = ("level_spread", "below_min", "at_floor", "within_std", "lag1_diff")
+_FRACTIONS = ("below_min", "at_floor")
+
+
+class GateConfig(StrictModel):
+    """When a reference diffusion model counts as a model of its data."""
+
+    rel_tol: float = Field(0.10, gt=0, description="relative tolerance of each statistic")
+    abs_tol: float = Field(
+        0.01, ge=0, description="absolute tolerance of the fractions (below min, at floor)"
+    )
+    disc_margin: float = Field(
+        0.05, ge=0, description="allowed excess of the generated-vs-real discriminator accuracy"
+    )
+    n_generated: int = Field(256, ge=16, description="segments drawn for each check")
+    n_crops: int = Field(256, ge=256, description="random overlapping real crops per class")
+    heldout_fraction: float = Field(0.2, gt=0, lt=1, description="share of the data held out")
+    block_segments: int = Field(
+        4, ge=1, description="held-out blocks are this many segments long (split='blocks')"
+    )
+    split: Literal["blocks", "tail"] = Field(
+        "blocks",
+        description="'blocks': every k-th block of the series is held out, so both parts "
+        "span the whole trace; 'tail': the last fraction is held out",
+    )
+    min_heldout_segments: int = Field(
+        4, ge=1, description="fewer non-overlapping held-out segments: the gate cannot judge"
+    )
+    sampler: Literal["ddpm", "ddim"] = Field(
+        "ddpm", description="the sampler scored (ddpm: the one the methods sample with)"
+    )
+    steps: int | None = Field(None, ge=1, description="reverse steps (None: the sampler's)")
+    disc_epochs: int = Field(200, ge=1, description="full-batch epochs of the discriminator")
+
+
+@dataclass(frozen=True)
+class GateSplit:
+    """The real data a gate judges against: pieces to fit on, pieces held out."""
+
+    fit: list[np.ndarray]
+    heldout: list[np.ndarray]
+    kind: str
+    """``blocks`` or ``tail``."""
+    length: int
+    """Slots of the series that was split (one period when the input is tiled)."""
+    period: int | None = None
+    """The tiling period of the input, if it repeats exactly."""
+    reason: str | None = None
+    """Why the gate cannot judge on this split (``None``: it can)."""
+
+    @property
+    def fit_values(self) -> np.ndarray:
+        return np.concatenate(self.fit)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "length": self.length,
+            "period": self.period,
+            "fit_slots": int(sum(len(p) for p in self.fit)),
+            "heldout_slots": int(sum(len(p) for p in self.heldout)),
+            "heldout_pieces": len(self.heldout),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One pass/fail check: ``value`` against ``reference`` within ``tolerance``."""
+
+    name: str
+    value: float
+    reference: float
+    tolerance: float
+    passed: bool
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The verdict on a reference model, with every figure it rests on."""
+
+    status: Literal["passed", "failed", "unjudged"]
+    criteria: list[Criterion]
+    figures: dict[str, dict[str, float]]
+    """Statistics of the ``generated``, ``heldout`` and ``fit`` sets, and discriminator
+    accuracies (``discriminator``: generated vs held-out, ``calibration``: held-out vs
+    fit)."""
+    sampler: str
+    steps: int | None
+    split: dict[str, Any]
+    config: dict[str, Any]
+    reason: str | None = None
+    iteration: int | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    @property
+    def failures(self) -> list[str]:
+        return [c.name for c in self.criteria if not c.passed]
+
+    def summary(self) -> str:
+        """One line: the verdict and the criteria that failed, or why it was not judged."""
+        if self.status == "unjudged":
+            return f"quality gate not judged: {self.reason}"
+        if self.passed:
+            return f"quality gate passed ({self.sampler})"
+        return f"quality gate failed ({self.sampler}): {', '.join(self.failures)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GateResult:
+        """Rebuild from :meth:`to_dict` output (e.g. a saved model's meta)."""
+        try:
+            return cls(
+                status=d["status"],
+                criteria=[Criterion(**c) for c in d["criteria"]],
+                figures=d["figures"],
+                sampler=d["sampler"],
+                steps=d["steps"],
+                split=d["split"],
+                config=d["config"],
+                reason=d.get("reason"),
+                iteration=d.get("iteration"),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"quality record is malformed ({exc})") from None
+
+
+def detect_period(values: np.ndarray) -> int | None:
+    """The smallest ``p`` with ``values[i + p] == values[i]`` for every ``i``, if the series
+    holds at least two full copies of it; ``None`` when the series does not repeat."""
+    v = np.asarray(values)
+    n = v.shape[0]
+    candidates = np.flatnonzero(v[1 : n // 2 + 1] == v[0]) + 1
+    # Most candidates fail on their first few slots; test those cheaply before the rest.
+    for probe in range(1, min(8, n // 2)):
+        if candidates.size == 0:
+            return None
+        candidates = candidates[v[candidates + probe] == v[probe]]
+    for p in candidates:
+        if np.array_equal(v[p:], v[: n - p]):
+            return int(p)
+    return None
+
+
+def gate_split(values: np.ndarray, segment_length: int, config: GateConfig) -> GateSplit:
+    """Split a (normalized) training series into the parts a gate fits on and judges on.
+
+    A series that is a tiled copy of a shorter one is split within one period: any other
+    held-out part would be a copy of training data. When the held-out part cannot hold
+    ``min_heldout_segments`` whole segments (or the fit part one), the split carries the
+    reason and the gate does not judge.
+    """
+    values = check_series(values, segment_length, "training series")
+    period = detect_period(values)
+    base = values[:period] if period is not None else values
+    n = base.shape[0]
+    length = segment_length
+    if config.split == "tail":
+        cut = round(n * (1 - config.heldout_fraction))
+        fit, heldout = [base[:cut]], [base[cut:]]
+    else:
+        block = config.block_segments * length
+        every = max(round(1 / config.heldout_fraction), 2)
+        starts = np.arange(0, n, block)
+        held = (np.arange(starts.size) % every) == every // 2
+        pieces = [base[s : s + block] for s in starts]
+        heldout = [p for p, h in zip(pieces, held, strict=True) if h and len(p) >= length]
+        fit_pieces: list[np.ndarray] = []
+        for p, h in zip(pieces, held, strict=True):
+            # Consecutive fitting blocks form one piece, so crops may span their border.
+            if h:
+                fit_pieces.append(np.empty(0))
+            elif fit_pieces and len(fit_pieces[-1]):
+                fit_pieces[-1] = np.concatenate([fit_pieces[-1], p])
+            else:
+                fit_pieces.append(p)
+        fit = [p for p in fit_pieces if len(p) >= length]
+    reason = None
+    held_segments = sum(len(p) // length for p in heldout)
+    what = f"one period of {n} slots (the series is tiled)" if period else f"{n} slots"
+    if held_segments < config.min_heldout_segments:
+        reason = (
+            f"the held-out part of {what} holds {held_segments} whole {length}-slot "
+            f"segment(s), fewer than {config.min_heldout_segments}"
+        )
+    elif not fit:
+        reason = f"the fitting part of {what} holds no whole {length}-slot segment"
+    return GateSplit(fit, heldout, config.split, n, period, reason)
+
+
+def segment_statistics(segments: np.ndarray, train_min: float, floor: float) -> dict[str, float]:
+    """The gate's statistics (:data:`STATISTICS`) of normalized segments ``[n, L]``."""
+    x = np.asarray(segments, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise DataError(f"segment statistics: expected segments [n, L >= 2], got {x.shape}")
+    return {
+        "level_spread": float(x.mean(axis=1).std()),
+        "below_min": float((x < train_min - 1e-9).mean()),
+        "at_floor": float((x <= floor + 1e-9).mean()),
+        "within_std": float(x.std(axis=1).mean()),
+        "lag1_diff": float(np.abs(np.diff(x, axis=1)).mean()),
+    }
+
+
+def random_crops(
+    pieces: np.ndarray | list[np.ndarray], length: int, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``n`` overlapping crops ``[n, length]`` at uniformly random offsets.
+
+    ``pieces`` is a series, a list of series (crops never span two of them) or segments
+    ``[m, L]`` (crops stay inside one segment).
+    """
+    if isinstance(pieces, np.ndarray) and pieces.ndim == 2:
+        pieces = list(pieces)
+    elif isinstance(pieces, np.ndarray):
+        pieces = [pieces]
+    views = [
+        np.lib.stride_tricks.sliding_window_view(np.asarray(p, dtype=np.float64), length)
+        for p in pieces
+        if len(p) >= length
+    ]
+    if not views:
+        raise DataError(f"no piece of the data holds a {length}-slot crop")
+    table = np.concatenate(views) if len(views) > 1 else views[0]
+    return table[rng.integers(0, table.shape[0], size=n)]
+
+
+def crop_discriminator(
+    a: np.ndarray, b: np.ndarray, generator: torch.Generator, epochs: int = 200, lr: float = 1e-2
+) -> float:
+    """Two-fold cross-validated accuracy of a small CNN telling crops ``a`` from crops ``b``.
+
+    Each set is halved at random; a classifier trained on one half of both is scored on
+    the other and vice versa, so every crop is scored once (0.5: indistinguishable).
+    """
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise DataError(
+            "crop discriminator: expected two [n, L] sets with equal L, "
+            f"got {a.shape} and {b.shape}"
+        )
+    n = min(len(a), len(b))
+    if n < 4:
+        raise DataError(f"crop discriminator: {n} crops per class is too few")
+    from drdfl.diffusion.model import init_weights
+
+    ia = torch.randperm(len(a), generator=generator)[:n].numpy()
+    ib = torch.randperm(len(b), generator=generator)[:n].numpy()
+    x = torch.from_numpy(np.concatenate([a[ia], b[ib]]))
+    y = torch.cat([torch.ones(n), torch.zeros(n)])
+    fold = torch.cat([torch.arange(n) % 2, torch.arange(n) % 2]).bool()
+    correct = 0.0
+    loss_fn = nn.BCEWithLogitsLoss()
+    for test in (fold, ~fold):
+        with torch.random.fork_rng(devices=[]):  # weights come from `generator` alone
+            clf = _Discriminator()
+        init_weights(clf, generator)
+        opt = torch.optim.Adam(clf.parameters(), lr=lr)
+        for _ in range(epochs):
+            opt.zero_grad(set_to_none=True)
+            loss_fn(clf(x[~test]), y[~test]).backward()
+            opt.step()
+        with torch.no_grad():
+            correct += float(((clf(x[test]) > 0).float() == y[test]).sum())
+    return correct / (2 * n)
+
+
+def realism(
+    segments: np.ndarray | torch.Tensor,
+    real: np.ndarray | list[np.ndarray],
+    generator: torch.Generator,
+    floor: float | None = None,
+    n_crops: int = 256,
+    epochs: int = 200,
+) -> dict[str, float]:
+    """How real a batch of normalized segments ``[n, L]`` looks next to real data.
+
+    ``real`` is a normalized series, a list of series or segments; crops of ``L`` slots
+    are drawn from it. Returns the discriminator accuracy (``discriminator``, 0.5 is
+    indistinguishable) on ``n_crops`` random overlapping real crops against the
+    segments, the 1-D Wasserstein distance of the values on the common scale
+    (``w1``), the std of segment means of both (``level_spread``, ``real_level_spread``)
+    and, with ``floor``, the fraction of values at or below it (``at_floor``,
+    ``real_at_floor``).
+    """
+    seg = np.asarray(
+        segments.detach().cpu().numpy() if isinstance(segments, torch.Tensor) else segments,
+        dtype=np.float64,
+    )
+    if seg.ndim != 2:
+        raise DataError(f"realism: expected segments [n, L], got shape {seg.shape}")
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    crops = random_crops(real, seg.shape[1], max(n_crops, len(seg)), numpy_rng(seed))
+    out = {
+        "discriminator": crop_discriminator(seg, crops, generator, epochs),
+        "w1": float(wasserstein_distance(seg.ravel(), crops.ravel())),
+        "level_spread": float(seg.mean(axis=1).std()),
+        "real_level_spread": float(crops.mean(axis=1).std()),
+    }
+    if floor is not None:
+        out["at_floor"] = float((seg <= floor + 1e-9).mean())
+        out["real_at_floor"] = float((crops <= floor + 1e-9).mean())
+    return out
+
+
+def _criterion(
+    name: str, value: float, heldout: float, fit: float, config: GateConfig
+) -> Criterion:
+    # Two honest samples of a workload differ too; the generated set may be as far from
+    # the held-out part as the fitting part is, and always within the stated tolerance.
+    floor_tol = config.abs_tol if name in _FRACTIONS else 0.0
+    tolerance = max(config.rel_tol * abs(heldout), floor_tol, abs(fit - heldout))
+    return Criterion(name, value, heldout, tolerance, bool(abs(value - heldout) <= tolerance))
+
+
+class QualityGate:
+    """The quality gate of a reference model, bound to the real data it judges against.
+
+    Requires every statistic of ``n_generated`` segments (drawn with the configured
+    sampler and clamped at the ``floor``, zero demand, as the methods clamp them) to lie
+    within its tolerance of the held-out value: the larger of ``rel_tol`` of it,
+    ``abs_tol`` for the fractions, and the gap between the fitting and held-out parts.
+    The generated-vs-held-out discriminator may be no more accurate than the
+    held-out-vs-fit one plus ``disc_margin``. The real-data figures are computed once;
+    every call draws the same noise (from ``generator``'s first draw), so verdicts differ
+    only by the model's weights.
+    """
+
+    def __init__(
+        self,
+        split: GateSplit,
+        segment_length: int,
+        floor: float,
+        config: GateConfig | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.split = split
+        self.segment_length = segment_length
+        self.floor = floor
+        self.config = config or GateConfig()
+        gen = generator if generator is not None else torch.Generator().manual_seed(0)
+        self._seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+        self.real: dict[str, dict[str, float]] = {}
+        self.calibration = float("nan")
+        if split.reason is not None:
+            return
+        self.train_min = float(split.fit_values.min())
+        rng = numpy_rng(self._seed)
+        n_real = max(self.config.n_crops, self.config.n_generated)
+        self.heldout = random_crops(split.heldout, segment_length, n_real, rng)
+        fit = random_crops(split.fit, segment_length, n_real, rng)
+        self.real = {
+            "heldout": segment_statistics(self.heldout, self.train_min, floor),
+            "fit": segment_statistics(fit, self.train_min, floor),
+        }
+        self.calibration = crop_discriminator(
+            self.heldout, fit, torch_generator(self._seed), self.config.disc_epochs
+        )
+
+    def __call__(self, model: DiffusionModel, iteration: int | None = None) -> GateResult:
+        """The verdict on ``model`` (its segments in the split's normalized units)."""
+        config = self.config
+        described = self.split.describe()
+        settings = config.model_dump(mode="json")
+        if self.split.reason is not None:
+            return GateResult(
+                "unjudged", [], {}, config.sampler, config.steps, described, settings,
+                self.split.reason, iteration,
+            )  # fmt: skip
+        if model.segment_length != self.segment_length:
+            raise ConfigError(
+                f"quality gate: built for {self.segment_length}-slot segments, "
+                f"the model makes {model.segment_length}"
+            )
+        gen = torch_generator(self._seed)
+        drawn = model.sample(config.n_generated, config.sampler, config.steps, generator=gen)
+        fake = np.maximum(drawn.segments.cpu().numpy().astype(np.float64), self.floor)
+        figures = {"generated": segment_statistics(fake, self.train_min, self.floor)}
+        figures.update(self.real)
+        disc = crop_discriminator(fake, self.heldout, gen, config.disc_epochs)
+        calib = self.calibration
+        figures["discriminator"] = {"generated_vs_heldout": disc, "heldout_vs_fit": calib}
+        held, fit = self.real["heldout"], self.real["fit"]
+        criteria = [
+            _criterion(k, figures["generated"][k], held[k], fit[k], config) for k in STATISTICS
+        ]
+        margin = config.disc_margin
+        criteria.append(Criterion("discriminator", disc, calib, margin, disc <= calib + margin))
+        status: Literal["passed", "failed"] = (
+            "passed" if all(c.passed for c in criteria) else "failed"
+        )
+        return GateResult(
+            status, criteria, figures, config.sampler, config.steps, described, settings, None,
+            iteration,
+        )  # fmt: skip
+
+
+def model_floor(model: DiffusionModel) -> float:
+    """Zero demand in ``model``'s normalized units (``-inf`` without a scaler)."""
+    return float(model.scaler.transform(0.0)) if model.scaler is not None else -np.inf
+
+
+def quality_gate(
+    model: DiffusionModel,
+    split: GateSplit,
+    config: GateConfig | None = None,
+    generator: torch.Generator | None = None,
+) -> GateResult:
+    """One verdict on ``model`` against ``split`` (see :class:`QualityGate`)."""
+    gate = QualityGate(split, model.segment_length, model_floor(model), config, generator)
+    return gate(model)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,6 +29,7 @@ from drdfl.device import resolve_device
 from drdfl.diffusion.ddpm import check_t_range, denoising_loss
 from drdfl.diffusion.model import DiffusionModel, DiffusionModelConfig, DiffusionTrainConfig
 from drdfl.diffusion.model import check_config as check_model_config
+from drdfl.diffusion.quality import GateResult, QualityGate, gate_split, model_floor
 from drdfl.diffusion.segments import check_series
 from drdfl.errors import ModelError, TrainingError
 from drdfl.schema import parse_model
@@ -54,41 +56,70 @@ class TrainResult:
     """Iteration the run resumed from (0: fresh start)."""
     stopped_by_budget: bool = False
     """Whether the wall-time budget ended the run before ``iterations``."""
+    quality: GateResult | None = None
+    """The last quality-gate verdict (``None``: trained without a gate)."""
+    checks: tuple[GateResult, ...] = ()
+    """Every gate check of this call, in order."""
 
 
-def data_fingerprint(values: np.ndarray) -> str:
-    """A short hash identifying the (normalized) training data."""
-    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()[:16]
+def data_fingerprint(values: np.ndarray | Sequence[np.ndarray]) -> str:
+    """A short hash identifying the (normalized) training data (a series or its pieces)."""
+    if isinstance(values, np.ndarray):
+        return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()[
+            :16
+        ]
+    digest = hashlib.sha256()
+    for piece in values:
+        digest.update(np.int64(len(piece)).tobytes())
+        digest.update(np.ascontiguousarray(piece, dtype=np.float64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+Gate = Callable[[DiffusionModel, int], GateResult]
+"""Judges a snapshot of the model (EMA weights) after the given number of iterations."""
 
 
 def train_diffusion(
     model: DiffusionModel,
-    values: np.ndarray,
+    values: np.ndarray | Sequence[np.ndarray],
     config: DiffusionTrainConfig,
     checkpoint_dir: str | Path | None = None,
     time_budget_s: float | None = None,
     progress: bool = True,
     name: str = "training series",
+    gate: Gate | None = None,
 ) -> TrainResult:
     """Fit ``model`` in place to the normalized series ``values`` and return the record.
 
-    With ``checkpoint_dir``, checkpoints go there and a matching checkpoint found there is
-    resumed (a checkpoint of another configuration or other data is an error). With
-    ``time_budget_s``, training stops after that much wall time.
+    ``values`` may be a list of pieces of a series; training crops never span two pieces.
+    With ``gate``, the EMA weights are judged every ``config.gate_every`` iterations from
+    ``config.gate_after`` on and at the end; training stops at the first pass (so
+    ``config.iterations`` is the most it takes). With ``checkpoint_dir``, checkpoints go
+    there and a matching checkpoint found there is resumed (a checkpoint of another
+    configuration or other data is an error). With ``time_budget_s``, training stops
+    after that much wall time.
     """
     started = time.perf_counter()
-    values = check_series(values, model.segment_length, name)
+    pieces = [values] if isinstance(values, np.ndarray) else list(values)
+    pieces = [check_series(p, model.segment_length, name) for p in pieces]
     t_range = check_t_range(config.t_range, model.T)
-    crops = model.to_model_space(torch.as_tensor(values, dtype=torch.float32))
-    crops = crops.unfold(0, model.segment_length, 1)
+    crops = torch.cat(
+        [
+            model.to_model_space(torch.as_tensor(p, dtype=torch.float32)).unfold(
+                0, model.segment_length, 1
+            )
+            for p in pieces
+        ]
+    )
     rng = numpy_rng(config.seed)
     gen = torch_generator(config.seed)
     optimizer = torch.optim.Adam(model.denoiser.parameters(), lr=config.lr)
     ema = copy.deepcopy(model.denoiser).requires_grad_(False)
     losses: list[float] = []
-    fingerprint = data_fingerprint(values)
+    fingerprint = data_fingerprint(pieces[0] if len(pieces) == 1 else pieces)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
     start = 0
+    passed = False  # whether the gate passed: a resumed run then trains no further
     if ckpt_path is not None and ckpt_path.is_file():
         state = _read_checkpoint(ckpt_path, model.config, config, fingerprint)
         model.denoiser.load_state_dict(state["weights"])
@@ -98,6 +129,7 @@ def train_diffusion(
         gen.set_state(state["torch_rng"])
         losses = list(state["losses"])
         start = int(state["iteration"])
+        passed = bool(state.get("passed_gate", False))
 
     def checkpoint(iteration: int) -> None:
         if ckpt_path is None:
@@ -113,16 +145,29 @@ def train_diffusion(
             "numpy_rng": rng.bit_generator.state,
             "torch_rng": gen.get_state(),
             "losses": losses,
+            "passed_gate": passed,
         }
         with atomic_open(ckpt_path, "wb") as handle:
             torch.save(state, handle)
+
+    checks: list[GateResult] = []
+
+    def judge(iteration: int) -> bool:
+        assert gate is not None
+        snapshot = model.clone()
+        if config.ema_decay > 0:
+            snapshot.denoiser.load_state_dict(ema.state_dict())
+        snapshot.eval()
+        checks.append(gate(snapshot, iteration))
+        bar.set_postfix_str(checks[-1].summary(), refresh=False)
+        return checks[-1].passed
 
     device = model.device
     model.train()
     done = start
     stopped = False
     bar = tqdm(
-        range(start, config.iterations),
+        range(start, start if passed and gate is not None else config.iterations),
         initial=start,
         total=config.iterations,
         desc="diffusion training",
@@ -145,16 +190,34 @@ def train_diffusion(
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if done % config.checkpoint_every == 0:
             checkpoint(done)
+        if (
+            gate is not None
+            and done >= config.gate_after
+            and done % config.gate_every == 0
+            and judge(done)
+        ):
+            passed = True
+            break
         if time_budget_s is not None and time.perf_counter() - started > time_budget_s:
             stopped = done < config.iterations
             break
+    if gate is not None and (not checks or checks[-1].iteration != done):
+        judge(done)
     bar.close()
-    if done % config.checkpoint_every:
+    if done % config.checkpoint_every or passed:
         checkpoint(done)
     if config.ema_decay > 0:
         model.denoiser.load_state_dict(ema.state_dict())
     model.eval()
-    return TrainResult(np.asarray(losses), done, time.perf_counter() - started, start, stopped)
+    return TrainResult(
+        np.asarray(losses),
+        done,
+        time.perf_counter() - started,
+        start,
+        stopped,
+        checks[-1] if checks else None,
+        tuple(checks),
+    )
 
 
 def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, iteration: int) -> None:
@@ -211,17 +274,60 @@ def fit_series(
 ) -> tuple[DiffusionModel, TrainResult]:
     """Fit a :class:`Scaler` and a new diffusion model to a training series (real units).
 
+    With a gate in ``train_config``, the series is split by :func:`gate_split` (within one
+    period when it is tiled), the model is fitted on the fitting part only and training
+    ends once the gate passes on the held-out part; when the split cannot be judged, the
+    model is fitted on the whole series for ``iterations`` and its verdict says why.
     With ``out_dir`` the run checkpoints there and the trained model is saved there along
-    with the normalized training series (for later evaluation) and the loss history. The
-    model is trained on ``device`` and returned there.
+    with the normalized training series (for later evaluation), the loss history and the
+    gate's verdict (in the model's meta, see :attr:`DiffusionModel.quality`). The model is
+    trained on ``device`` and returned there.
     """
     name = series.name if isinstance(series, Series) else "training series"
     raw = series.values if isinstance(series, Series) else series
     raw = check_series(raw, model_config.segment_length, name)
     scaler = Scaler.fit(raw)
     values = scaler.transform(raw)
-    model = DiffusionModel(model_config, scaler).to(resolve_device(device))
-    result = train_diffusion(model, values, train_config, out_dir, time_budget_s, progress, name)
+    model = DiffusionModel(model_config, scaler, seed=train_config.seed).to(resolve_device(device))
+    gate_cfg = train_config.gate
+    quality = None
+    if gate_cfg is None:
+        result = train_diffusion(
+            model, values, train_config, out_dir, time_budget_s, progress, name
+        )
+    else:
+        split = gate_split(values, model_config.segment_length, gate_cfg)
+        judge = QualityGate(
+            split,
+            model_config.segment_length,
+            model_floor(model),
+            gate_cfg,
+            torch_generator(train_config.seed),
+        )
+        if split.reason is None:
+            result = train_diffusion(
+                model, split.fit, train_config, out_dir, time_budget_s, progress, name, judge
+            )
+        else:
+            result = train_diffusion(
+                model, values, train_config, out_dir, time_budget_s, progress, name
+            )
+            result = replace(result, quality=judge(model, result.iterations))
+        quality = result.quality
+    tail = result.losses[-100:]
+    model.meta = {
+        "train_series": name,
+        "train_rows": int(raw.shape[0]),
+        "train_config": train_config.model_dump(mode="json"),
+        "iterations": result.iterations,
+        "final_loss": float(tail.mean()) if tail.size else None,
+        "seconds": result.seconds,
+        "quality": None if quality is None else quality.to_dict(),
+        "gate_checks": [
+            {"iteration": c.iteration, "status": c.status, "failed": c.failures}
+            for c in result.checks
+        ],
+    }
     if out_dir is not None:
         out = Path(out_dir)
         with atomic_open(out / TRAIN_VALUES_FILE, "wb") as handle:
@@ -230,16 +336,5 @@ def fit_series(
             {"iteration": np.arange(1, len(result.losses) + 1), "loss": result.losses}
         )
         write_text(out / HISTORY_FILE, history.to_csv(index=False))
-        tail = result.losses[-100:]
-        model.save(
-            out,
-            meta={
-                "train_series": name,
-                "train_rows": int(raw.shape[0]),
-                "train_config": train_config.model_dump(mode="json"),
-                "iterations": result.iterations,
-                "final_loss": float(tail.mean()) if tail.size else None,
-                "seconds": result.seconds,
-            },
-        )
+        model.save(out)
     return model, result

@@ -46,7 +46,10 @@ def reference_model(
 
     ``series`` is the training series in real units; the fitted model carries its own
     scaler, so its samples map to real units like those of a model trained by
-    ``drdfl diffusion train``. The model is returned on ``device`` (and fitted there).
+    ``drdfl diffusion train``. Fitting is seeded by ``seed`` alone (initial weights,
+    batches, noise and the quality gate's draws) and ends on the preset's quality gate,
+    with ``iterations`` (default: the preset's) as the most it may take; the verdict is
+    :attr:`DiffusionModel.quality`. The model is returned on ``device`` (and fitted there).
     """
     if isinstance(diffusion, DiffusionModel):
         return diffusion.to(resolve_device(device))

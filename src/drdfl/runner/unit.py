@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from drdfl.config import DataConfig, EvaluationConfig, ExperimentConfig
-from drdfl.errors import ConfigError, ModelError
+from drdfl.errors import ModelError
 from drdfl.methods.registry import SKYLINE
 from drdfl.runner.plan import Node, Unit, warm_start_of
 from drdfl.runner.reference import ReferenceCache, ReferenceEntry
