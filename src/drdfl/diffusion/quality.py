@@ -28,10 +28,10 @@ from pydantic import Field
 from scipy.stats import wasserstein_distance
 from torch import nn
 
-from drdfl.config import StrictModel
 from drdfl.data.shifts import wasserstein_marginal
 from drdfl.diffusion.segments import check_series, cut_segments
 from drdfl.errors import ConfigError, DataError, ModelError
+from drdfl.schema import StrictModel
 from drdfl.seeding import numpy_rng, torch_generator
 
 if TYPE_CHECKING:
