@@ -76,6 +76,9 @@ SIMPLE_METHODS = (
     "augment-gaussian",
     "augment-perlin",
     "augment-cutout",
+    "augment-level",
+    "augment-burst",
+    "revin-dfl",
 )
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from drdfl.config import resolve_config
+from drdfl.methods.registry import METHOD_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
@@ -110,7 +111,8 @@ def measurements(dfl_epoch: float, outer: float, diffusion_s: float) -> dict:
         },
         "method_epochs": {
             "ratio_to_dfl": {m: 1.0 for m in ("dfl", "mse", "kldro", "cvar", "chi2", "wdro")}
-            | {f"augment-{k}": 1.0 for k in ("gaussian", "perlin", "cutout")}
+            | {f"augment-{k}": 1.0 for k in ("gaussian", "perlin", "cutout", "level", "burst")}
+            | {"revin-dfl": 1.0}
         },
         "threed": {
             "setup_paper_s": 0.0,
@@ -144,15 +146,14 @@ def test_estimate_sums_every_unit_and_names_the_dominant_stage(bench_modules) ->
     _, bp = bench_modules
     cfg = resolve_config("paper")
     est = bp.estimate(measurements(10.0, 30.0, 0.0), cfg, WINDOWS)
-    # one seed: mse, dfl, 5 robust baselines, 3 augmentations, diffusion-augment,
-    # threed and its MSE ablation, and the skyline
-    assert len(est["units"]) == 13 and est["units"].count("skyline") == 1
+    # one seed: every registered method, threed's MSE ablation and the skyline
+    assert len(est["units"]) == len(METHOD_NAMES) + 2 and est["units"].count("skyline") == 1
     lo, hi = est["low"], est["high"]
     assert (lo["epochs"], hi["epochs"]) == (cfg.train.patience + 1, cfg.train.epochs)
-    # per epoch: 9 simple units x 10 s + diffusion-augment 10 s + skyline (9,408 windows) 10 s
-    # + threed and threed-mse 2 x 30 s = 170 s
-    assert lo["total_s"] == pytest.approx(170.0 * lo["epochs"])
-    assert hi["total_s"] == pytest.approx(170.0 * hi["epochs"])
+    # per epoch: 12 simple units x 10 s + diffusion-augment 10 s + skyline (9,408 windows)
+    # 10 s + threed and threed-mse 2 x 30 s = 200 s
+    assert lo["total_s"] == pytest.approx(200.0 * lo["epochs"])
+    assert hi["total_s"] == pytest.approx(200.0 * hi["epochs"])
     assert lo["dominant_stage"] == "other methods training"
     assert lo["overhead_ratio"] == pytest.approx(3.0) and est["targets"]["overhead_met"]
     assert not est["targets"]["total_met"]  # 7 x 170 s > 15 min

@@ -11,6 +11,7 @@ file to place where.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 import warnings
@@ -231,6 +232,11 @@ def fetch(
     bar = _Progress(dataset.filename)
     downloader = pooch.HTTPDownloader(progressbar=bar, chunk_size=_CHUNK_BYTES, timeout=timeout_s)
     known_hash = None if dataset.sha256 is None else f"sha256:{dataset.sha256}"
+    # Our own bar reports the download; pooch's "Downloading data from …" line would go to
+    # the stream its handler captured when pooch was first imported.
+    pooch_log = pooch.get_logger()
+    level = pooch_log.level
+    pooch_log.setLevel(logging.WARNING)
     try:
         pooch.retrieve(
             dataset.url, known_hash, fname=target.name, path=target.parent, downloader=downloader
@@ -258,6 +264,7 @@ def fetch(
         ) from exc
     finally:
         bar.close()
+        pooch_log.setLevel(level)
     if dataset.sha256 is None:
         warnings.warn(
             f"no checksum is recorded for {dataset.name}; the download is not verified",

@@ -225,6 +225,7 @@ class Run:
                 name, pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
             )
         self._write_samples()
+        self._write_quality()
         suite = self.data.suite
         with naming(self.out / "results.json"):
             self._write_results_json(table, timings, suite)
@@ -264,6 +265,22 @@ class Run:
         from drdfl import __version__
 
         return {"version": __version__, **git_state()}
+
+    def _write_quality(self) -> None:
+        """Each seed's reference-model quality-gate verdict, for the report:
+        ``reference/s<seed>/quality.json``."""
+        from drdfl._io import write_json
+
+        if not any(n.kind == "reference" for n in self.plan.nodes):
+            return
+        cache = ReferenceCache(self.cache)
+        for seed in self.cfg.seeds:
+            entry = cache.lookup(self.cfg.diffusion, self.data.reference_series(), seed)
+            verdict = None if entry is None else entry.gate
+            if verdict is not None:
+                path = self.out / "reference" / f"s{seed}" / "quality.json"
+                with naming(path):
+                    write_json(path, verdict)
 
     def _write_samples(self) -> None:
         """Real and generated segments and the worst cases 3D-Learning found."""

@@ -10,8 +10,8 @@ Training is deterministic for a seed: a run killed while θ₀ trains and resume
 same weights as an uninterrupted one. An entry is written to ``<key>.partial`` and moved
 into place when complete.
 
-The reference-model quality gate stores its verdict beside the weights as
-``gate.json`` (:data:`GATE_FILE`); :attr:`ReferenceEntry.gate` returns it.
+The reference-model quality gate's verdict is saved with the model's weights;
+:attr:`ReferenceEntry.gate` returns it.
 """
 
 from __future__ import annotations
@@ -32,8 +32,6 @@ from drdfl.errors import ModelError
 
 #: what an entry was trained from (checked on load)
 ENTRY_FILE = "entry.json"
-#: the quality gate's verdict on an entry, written beside its weights
-GATE_FILE = "gate.json"
 
 
 @dataclass(frozen=True)
@@ -45,9 +43,11 @@ class ReferenceEntry:
 
     @property
     def gate(self) -> dict[str, Any] | None:
-        """The quality gate's verdict stored with the entry, if one was judged."""
-        path = self.path / GATE_FILE
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        """The quality gate's verdict saved with the entry (``None``: fitted ungated)."""
+        from drdfl.diffusion.model import read_quality
+
+        verdict = read_quality(self.path)
+        return None if verdict is None else verdict.to_dict()
 
 
 def _inputs(diffusion: DiffusionConfig, series: np.ndarray, seed: int) -> dict[str, Any]:
@@ -159,4 +159,4 @@ class ReferenceCache:
             ) from None
 
 
-__all__ = ["ENTRY_FILE", "GATE_FILE", "ReferenceCache", "ReferenceEntry"]
+__all__ = ["ENTRY_FILE", "ReferenceCache", "ReferenceEntry"]
