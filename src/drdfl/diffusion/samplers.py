@@ -9,6 +9,11 @@ a step as a differentiable, vectorised function of a batch of (t, s) pairs
 draws the noise itself and returns only the next sample, so scoring with it would mean
 one call per (sample, step). Both samplers here share that one formula, so what is
 sampled and what is scored cannot drift apart.
+
+3D-Learning's adversary only runs the last reverse steps: :func:`states_at` draws the
+states at a timestep T′ by deterministic DDIM (a cheap pool of starting points),
+:func:`run_tail` runs the steps from T′ to 0 with given noise, differentiably (a
+pathwise gradient; common random numbers for comparing two models).
 """
 
 from __future__ import annotations
