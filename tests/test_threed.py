@@ -190,3 +190,16 @@ def test_realism_tells_a_level_shift_from_real_data():
     assert same["disc_acc"] < 0.65 < shifted["disc_acc"]
     assert shifted["w1"] == pytest.approx(0.3, abs=0.03) and same["w1"] < 0.03
     assert same["floor_frac"] < 0.01
+
+
+def test_level_direction_moves_levels_within_the_same_budget(problem):
+    _, forecaster, _ = problem
+    budget = 20.0
+    method, gen = _prepared(
+        problem, budget=budget, adversary_steps=8, adversary_lr=1e-2, level_scale=0.3
+    )
+    method.maximise(forecaster, gen)
+    assert float(method.level.detach().abs().max()) > 0.05  # the level factor moved
+    assert _fresh_kl(method, seed=5) + float(method.level_kl().detach()) <= budget
+    with pytest.raises(ConfigError, match="level_scale: needs ambiguity='pathkl'"):
+        get_method("threed", ambiguity="paper", level_scale=0.1)

@@ -120,7 +120,8 @@ REGISTRY: tuple[MethodSpec, ...] = (
         OKABE_ITO["vermillion"],
         needs_reference=True,
         history={
-            "path_kl": "path KL of the epoch's adversarial tails to θ₀'s (nats per segment)",
+            "path_kl": "KL of the epoch's adversarial tails (and level factors) to θ₀'s, nats "
+            "per segment",
             "kl_budget": "path-KL budget (pathkl ambiguity set)",
             "adv_loss": "forecaster loss on the adversary's segments",
             "adv_regret": "forecaster regret on the adversary's segments",
@@ -132,6 +133,7 @@ REGISTRY: tuple[MethodSpec, ...] = (
             "level_std": "std of the adversarial segments' means (normalized units)",
             "floor_frac": "share of adversarial values at or below the training minimum",
             "selection_score": "regret on held-out adversarial tails (adversarial selection)",
+            "level_shift": "mean log-level shift of the structured level direction",
             "alpha": "dual variable α of the J budget (paper ambiguity set)",
             "J": "score-matching loss J(θ) on real segments at t ≤ T′ (paper ambiguity set)",
             "J_excess": "J(θ) − J(θ₀) (paper ambiguity set)",

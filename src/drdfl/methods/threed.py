@@ -35,6 +35,13 @@ Ambiguity sets (``ambiguity``):
   the adversary's samples raise the forecaster's regret over θ₀'s under common noise
   while staying as realistic as θ₀'s, and the worst case found on the 2024 traces is a
   moderate change of level, not a collapse.
+* ``level_scale = τ > 0`` composes the ``"pathkl"`` set with an explicit, budgeted
+  direction: each segment's demand is multiplied by ``exp(ℓ)``, ``ℓ ~ N(0, τ²)`` under
+  θ₀ and ``N(μ, s²)`` under the adversary, whose closed-form KL is added to the path KL
+  in the same budget and the same projection. It lets the adversary shift whole levels
+  cheaply where the diffusion model's tail alone would spend its budget on shapes. It is
+  off by default: θ₀ then means "the diffusion model plus random level scaling", a
+  different reference, and whether it helps is an empirical question (RESULTS.md).
 * ``"paper"``: the paper's Algorithm 1, kept for reproduction: a budget ε on the
   score-matching loss ``J(θ)`` of noised *real* segments at ``t ≤ T′`` (by default on its
   excess over θ₀, ``budget_mode="excess"``), enforced by a dual variable
@@ -143,6 +150,14 @@ class ThreeDParams(ReferenceParams):
     kl_margin: float = Field(
         0.9, gt=0, le=1, description="projection target on the step's own trajectories, × budget"
     )
+    level_scale: float = Field(
+        0.0,
+        ge=0,
+        description="τ of the structured level direction: each segment's demand × exp(ℓ), "
+        "ℓ ~ N(0, τ²) under θ₀, N(μ, s²) under the adversary, its KL in the same budget "
+        "(0: off)",
+    )
+    level_lr: float = Field(0.05, gt=0, description="Adam lr on the level direction")
     selection: Literal["validation", "adversarial"] = Field(
         "validation",
         description="early stopping on validation regret or on regret on held-out "
@@ -256,6 +271,8 @@ class ThreeDLearning(TrainedMethod):
                 f"{p.budget} (switch the adversary off with adversary_steps=0)"
             )
         self.budget = p.budget if p.budget is not None else (50.0 if pathkl else 0.03)
+        if p.level_scale > 0 and not pathkl:
+            raise ConfigError("method_params.threed.level_scale: needs ambiguity='pathkl'")
         self.adversary_lr = p.adversary_lr or (1e-3 if pathkl else 1e-4)
         self.restart = p.restart if p.restart is not None else not pathkl
         if p.selection == "adversarial":
@@ -314,6 +331,8 @@ class ThreeDLearning(TrainedMethod):
         self.adversary = self.reference.clone()
         for param in self.adversary.parameters():
             param.requires_grad_(True)
+        # The level direction (μ/τ, log(s/τ)): zero is the reference's N(0, τ²).
+        self.level = torch.zeros(2, device=device, requires_grad=True)
         self.window, self.horizon = data.train.window, data.train.horizon
         self.rng = np.random.default_rng(self.train.seed)
         self.series = self.reference.scaler.transform(real)
@@ -331,6 +350,7 @@ class ThreeDLearning(TrainedMethod):
         held = max(1, p.pool // 4)
         self.train_starts, self.held_starts = self.starts[:-held], self.starts[-held:]
         self.held_noise = self._noise(held, generator)
+        self.held_level_noise = self._level_noise(held, generator)
         if p.ambiguity == "paper":
             self._prepare_paper(generator)
 
@@ -367,6 +387,33 @@ class ThreeDLearning(TrainedMethod):
         shape = (n, self.tail_t.shape[0] - 1, self.reference.segment_length)
         return torch.randn(shape, generator=generator).to(self.starts.device)
 
+    def _level_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Standard-normal noise of ``n`` segments' level factors ``[n]``."""
+        return torch.randn(n, generator=generator).to(self.starts.device)
+
+    def _adversary_parameters(self) -> list[torch.Tensor]:
+        """Everything the adversary moves: θ, and the level direction when it is on."""
+        extra = [self.level] if self.params.level_scale > 0 else []
+        return [*self.adversary.parameters(), *extra]
+
+    def _reference_parameters(self) -> list[torch.Tensor]:
+        extra = [torch.zeros_like(self.level)] if self.params.level_scale > 0 else []
+        return [*self.reference.parameters(), *extra]
+
+    def _reset(self) -> None:
+        """The adversary back at the reference (θ = θ₀, no level change)."""
+        self.adversary.load_state_dict(self.reference.state_dict())
+        with torch.no_grad():
+            self.level.zero_()
+
+    def level_kl(self) -> torch.Tensor:
+        """KL of the adversary's level factor ``N(τμ', τ²e^{2r})`` to ``N(0, τ²)`` (nats per
+        segment; 0 when the direction is off)."""
+        if self.params.level_scale == 0:
+            return torch.zeros((), device=self.level.device)
+        m, r = self.level[0], self.level[1]
+        return -r + ((2 * r).exp() + m.square()) / 2 - 0.5
+
     def _score_matching(self, model: DiffusionModel) -> torch.Tensor:
         gen = torch.Generator().manual_seed(self.j_seed)
         return score_matching_loss(model, self.j_batch, (1, self.t_prime), gen)
@@ -379,9 +426,17 @@ class ThreeDLearning(TrainedMethod):
         """``model``'s tails from ``starts`` with ``noise`` and their KL to θ₀."""
         return tail_with_kl(model, self.reference, starts, self.tail_t, noise)
 
-    def _segments(self, tail: Tail) -> torch.Tensor:
-        """A tail's samples as segments in the forecaster's units."""
-        return self.to_forecaster_units(self.reference.from_model_space(tail.samples))
+    def _segments(self, x: torch.Tensor, z: torch.Tensor, adversary: bool) -> torch.Tensor:
+        """Tail samples ``x`` (model space) as segments in the forecaster's units, their
+        demand scaled by the level factor of noise ``z`` (the adversary's or θ₀'s)."""
+        u = self.to_forecaster_units(self.reference.from_model_space(x))
+        tau = self.params.level_scale
+        if tau == 0:
+            return u
+        m, r = (self.level[0], self.level[1]) if adversary else (0.0, torch.zeros(()))
+        factor = (tau * (m + r.exp() * z)).exp()
+        real = self.data_scaler.inverse_transform(u) * factor[:, None]
+        return self.data_scaler.transform(real)
 
     # ------------------------------------------------------------------ losses
     @torch.no_grad()
@@ -425,7 +480,7 @@ class ThreeDLearning(TrainedMethod):
     def maximise(self, forecaster: nn.Module, generator: torch.Generator) -> None:
         """Inner maximisation: move θ towards high-loss samples inside the ambiguity set."""
         if self.restart:
-            self.adversary.load_state_dict(self.reference.state_dict())
+            self._reset()
         was_training = forecaster.training
         forecaster.eval()
         frozen = [q for q in forecaster.parameters() if q.requires_grad]
@@ -434,7 +489,10 @@ class ThreeDLearning(TrainedMethod):
         self.adversary.train()
         try:
             if self.params.ambiguity == "pathkl":
-                opt = torch.optim.Adam(self.adversary.parameters(), lr=self.adversary_lr)
+                groups: list[dict[str, Any]] = [{"params": list(self.adversary.parameters())}]
+                if self.params.level_scale > 0:
+                    groups.append({"params": [self.level], "lr": self.params.level_lr})
+                opt = torch.optim.Adam(groups, lr=self.adversary_lr)
                 for _ in range(self.params.adversary_steps):
                     self.adversary_step(forecaster, opt, generator)
             else:
@@ -456,23 +514,26 @@ class ThreeDLearning(TrainedMethod):
         starts = self.train_starts[pick.to(self.train_starts.device)]
         noise = self._noise(len(starts), generator)
         tail = self._tail(self.adversary, starts, noise)
-        gain = self.window_losses(self._segments(tail), forecaster, generator)
+        z = self._level_noise(len(starts), generator)
+        gain = self.window_losses(self._segments(tail.samples, z, True), forecaster, generator)
         # The relative gain minus the KL in units of the budget: the penalty steers the
         # ascent towards directions that buy loss cheaply in nats, the projection
         # enforces the budget itself.
         objective = gain.mean() / gain.detach().mean().abs().clamp_min(1e-12)
-        objective = objective - self.params.kl_weight * tail.kl.mean() / self.budget
+        kl = tail.kl.mean() + self.level_kl()
+        objective = objective - self.params.kl_weight * kl / self.budget
         opt.zero_grad(set_to_none=True)
         (-objective).backward()
-        nn.utils.clip_grad_norm_(self.adversary.parameters(), 1.0)
+        nn.utils.clip_grad_norm_(self._adversary_parameters(), 1.0)
         opt.step()
-        kl = self.project(starts, noise, generator)
-        self.kl_trace.append(kl)
-        return kl
+        fresh_kl = self.project(starts, noise, generator)
+        self.kl_trace.append(fresh_kl)
+        return fresh_kl
 
     @torch.no_grad()
     def _mean_kl(self, starts: torch.Tensor, noise: torch.Tensor) -> float:
-        return float(path_kl(self.adversary, self.reference, starts, self.tail_t, noise).mean())
+        tail_kl = path_kl(self.adversary, self.reference, starts, self.tail_t, noise).mean()
+        return float(tail_kl + self.level_kl())
 
     @torch.no_grad()
     def project(
@@ -486,8 +547,8 @@ class ThreeDLearning(TrainedMethod):
         reset to θ₀ (KL 0): the budget holds after every step. Returns the fresh KL.
         """
         budget, target = self.budget, self.params.kl_margin * self.budget
-        ref = list(self.reference.parameters())
-        adv = list(self.adversary.parameters())
+        ref = self._reference_parameters()
+        adv = self._adversary_parameters()
         delta = [a - r for a, r in zip(adv, ref, strict=True)]
         scale = 1.0
 
@@ -509,7 +570,7 @@ class ThreeDLearning(TrainedMethod):
         if not (
             shrink_until(target, starts, noise) and shrink_until(budget, fresh_starts, fresh_noise)
         ):
-            self.adversary.load_state_dict(self.reference.state_dict())
+            self._reset()
         return self._mean_kl(fresh_starts, fresh_noise)
 
     def _maximise_paper(self, forecaster: nn.Module, generator: torch.Generator) -> None:
@@ -575,24 +636,25 @@ class ThreeDLearning(TrainedMethod):
         )
         starts = self.train_starts[pick.to(self.train_starts.device)]
         noise = self._noise(len(starts), generator)
+        z = self._level_noise(len(starts), generator)
         with torch.no_grad():
             adv_tail = self._tail(self.adversary, starts, noise)
             ref_x, _ = run_tail(
                 self.reference.eps, self.reference.schedule, starts, self.tail_t, noise
             )
-        ref_segments = self.to_forecaster_units(self.reference.from_model_space(ref_x))
-        if p.ambiguity == "paper" and p.sampling == "full":
-            drawn = self.adversary.sample(p.adversarial_samples, "ddpm", generator=generator)
-            adv_segments = self.to_forecaster_units(drawn.segments)
-        else:
-            adv_segments = self._segments(adv_tail)
+            ref_segments = self._segments(ref_x, z, False)
+            if p.ambiguity == "paper" and p.sampling == "full":
+                drawn = self.adversary.sample(p.adversarial_samples, "ddpm", generator=generator)
+                adv_segments = self.to_forecaster_units(drawn.segments)
+            else:
+                adv_segments = self._segments(adv_tail.samples, z, True)
         adv_losses = self.segment_losses(adv_segments, forecaster)
         adv_regret = float(self.segment_losses(adv_segments, forecaster, "regret").mean())
         ref_regret = self.segment_losses(ref_segments, forecaster, "regret")
         adv_np, ref_np = adv_segments.cpu().numpy(), ref_segments.cpu().numpy()
         self.record.update(
             {
-                "path_kl": float(adv_tail.kl.mean()),
+                "path_kl": float(adv_tail.kl.mean() + self.level_kl().detach()),
                 "kl_budget": self.budget if p.ambiguity == "pathkl" else math.nan,
                 "adv_loss": float(adv_losses.mean()),
                 "adv_regret": adv_regret,
@@ -602,6 +664,8 @@ class ThreeDLearning(TrainedMethod):
                 "ref_disc_acc": realism(ref_np, self.real_segments, self.rng)["disc_acc"],
             }
         )
+        if p.level_scale > 0:
+            self.record["level_shift"] = float(p.level_scale * self.level[0].detach())
         if p.keep_worst:
             self.worst = adv_np[np.argsort(-adv_losses.cpu().numpy())[: p.keep_worst]]
             order = np.argsort(-ref_regret.cpu().numpy())[: p.keep_worst]
@@ -627,7 +691,7 @@ class ThreeDLearning(TrainedMethod):
             self.tail_t,
             self.held_noise,
         )
-        segments = self.to_forecaster_units(self.adversary.from_model_space(x))
+        segments = self._segments(x, self.held_level_noise, True)
         score = float(self.segment_losses(segments, forecaster, "regret").mean())
         self.record["selection_score"] = score
         return score
@@ -643,6 +707,11 @@ class ThreeDLearning(TrainedMethod):
             "tail_steps": int(self.tail_t.shape[0] - 1),
             "adversary_s": self.adversary_s,
         }
+        if self.params.level_scale > 0:
+            out["level"] = {
+                "mean_log_shift": float(self.params.level_scale * self.level[0].detach()),
+                "log_std": float(self.params.level_scale * self.level[1].detach().exp()),
+            }
         if self.params.ambiguity == "paper":
             out.update({"j_ref": self.j_ref, "alpha": self.alpha})
         if self.worst is not None:
