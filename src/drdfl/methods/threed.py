@@ -142,7 +142,7 @@ class ThreeDParams(ReferenceParams):
     )
     pool_steps: int = Field(10, ge=1, description="DDIM steps from T to T′ that draw the pool")
     adversary_steps: int = Field(
-        3, ge=0, description="projected ascent steps on θ per outer epoch (0: adversary off)"
+        2, ge=0, description="projected ascent steps on θ per outer epoch (0: adversary off)"
     )
     kl_weight: float = Field(
         0.1, ge=0, description="penalty on the path KL (per budget) in each ascent step"
@@ -552,26 +552,29 @@ class ThreeDLearning(TrainedMethod):
         delta = [a - r for a, r in zip(adv, ref, strict=True)]
         scale = 1.0
 
-        def shrink_until(limit: float, starts_: torch.Tensor, noise_: torch.Tensor) -> bool:
+        def shrink_until(limit: float, starts_: torch.Tensor, noise_: torch.Tensor) -> float:
+            """The KL on ``starts_`` once it is within ``limit`` (``inf`` if never)."""
             nonlocal scale
             kl = self._mean_kl(starts_, noise_)
             for _ in range(_MAX_SHRINKS):
                 if kl <= limit:
-                    return True
+                    return kl
                 scale *= min(0.95, math.sqrt(target / kl))
                 for a, r, d in zip(adv, ref, delta, strict=True):
                     a.copy_(r + scale * d)
                 kl = self._mean_kl(starts_, noise_)
-            return kl <= limit
+            return kl if kl <= limit else math.inf
 
         fresh = torch.randint(0, len(self.train_starts), (len(starts),), generator=generator)
         fresh_starts = self.train_starts[fresh.to(self.train_starts.device)]
         fresh_noise = self._noise(len(fresh_starts), generator)
-        if not (
-            shrink_until(target, starts, noise) and shrink_until(budget, fresh_starts, fresh_noise)
-        ):
+        fresh_kl = math.inf
+        if shrink_until(target, starts, noise) <= target:
+            fresh_kl = shrink_until(budget, fresh_starts, fresh_noise)
+        if fresh_kl > budget:
             self._reset()
-        return self._mean_kl(fresh_starts, fresh_noise)
+            fresh_kl = 0.0
+        return fresh_kl
 
     def _maximise_paper(self, forecaster: nn.Module, generator: torch.Generator) -> None:
         """The paper's inner maximisation: ascent on ``E_θ[L] − α·J``, dual steps on α."""
