@@ -52,13 +52,14 @@ from drdfl.diffusion.model import DiffusionModel, get_preset
 from drdfl.diffusion.samplers import tail_with_noise
 from drdfl.diffusion.train import fit_series
 from drdfl.evaluation.suites import Suite, corruption_tests, evaluate_tests, synthetic_suite
-from drdfl.experiment import build_suite, train_model
 from drdfl.methods import get_method
 from drdfl.methods.augment import DiffusionAugmentParams
 from drdfl.methods.base import FitResult, TrainingData
 from drdfl.methods.threed import ThreeDLearning, ThreeDParams
 from drdfl.models.forecasters import build_forecaster
-from drdfl.pipeline import SKYLINE_FIT, plan_units
+from drdfl.runner.plan import plan_units
+from drdfl.runner.steps import build_suite, train_model
+from drdfl.runner.unit import SKYLINE_FIT
 from drdfl.tasks import get_task
 
 COMMAND = "python benchmarks/bench_pipeline.py"

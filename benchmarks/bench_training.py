@@ -39,11 +39,11 @@ from torch import nn
 from drdfl._io import write_json
 from drdfl.config import DataConfig, TrainConfig, resolve_config
 from drdfl.data.windows import Scaler
-from drdfl.experiment import build_suite
 from drdfl.methods.base import TrainingData
 from drdfl.methods.losses import sample_losses
 from drdfl.methods.pto import DFLMethod
 from drdfl.models.forecasters import build_forecaster
+from drdfl.runner.steps import build_suite
 from drdfl.seeding import torch_generator
 from drdfl.tasks import get_task
 from drdfl.tasks.base import DecisionTask

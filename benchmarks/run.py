@@ -56,6 +56,7 @@ BENCHMARKS = (
     ),
     Benchmark("training", "bench_training.py", ("--quick",)),
     Benchmark("pipeline", "bench_pipeline.py", ("--quick",)),
+    Benchmark("speed", "bench_speed.py", ("--quick",)),
 )
 
 
@@ -145,7 +146,7 @@ def table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 
 def _machine_section(res: dict[str, dict[str, Any]]) -> list[str]:
-    order = ("pipeline", "training", "diffusion", "readers")
+    order = ("pipeline", "training", "diffusion", "readers", "speed")
     machine = next((res[k]["machine"] for k in order if "machine" in res.get(k, {})), None)
     log = res.get("run", {})
     lines = ["## Machine and run", ""]
@@ -425,6 +426,115 @@ def _scaling_section(res: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _startup_section(res: dict[str, dict[str, Any]]) -> list[str]:
+    r = res.get("speed", {}).get("startup")
+    lines = ["## Start-up", ""]
+    if r is None:
+        return [*lines, "Not measured.", ""]
+    rows = [
+        [
+            f"`{name}`",
+            fmt_s(v["median_s"]),
+            fmt_mib(v["peak_rss_mib"]),
+            "–" if v["target_s"] is None else f"≤ {fmt_s(v['target_s'])}",
+            "–" if v["met"] is None else ("met" if v["met"] else "**missed**"),
+        ]
+        for name, v in r.items()
+    ]
+    lines += table(["command", "median wall time", "peak RSS", "target", "verdict"], rows)
+    lines += [
+        "Fresh processes, median of "
+        f"{len(next(iter(r.values()))['runs_s'])} each, after one warm-up that loads every "
+        "file into the page cache.",
+        "",
+    ]
+    return lines
+
+
+def _evaluation_section(res: dict[str, dict[str, Any]]) -> list[str]:
+    r = res.get("speed", {}).get("evaluation")
+    lines = ["## Evaluation: each distinct window scored once", ""]
+    if r is None:
+        return [*lines, "Not measured.", ""]
+    rows = [
+        [
+            "before: every window, batches of 16,384, `no_grad`",
+            fmt_s(r["before_s"]),
+            fmt_s(r["before_scoring_s"]),
+        ],
+        [
+            "fixed batches of 2,048 and `inference_mode`, every window",
+            fmt_s(r.get("batches_only_s")),
+            fmt_s(r.get("batches_only_scoring_s")),
+        ],
+        [
+            "after: distinct windows, fixed batches, `inference_mode`",
+            fmt_s(r["after_s"]),
+            fmt_s(r["after_scoring_s"]),
+        ],
+        ["**ratio before / after**", fmt_x(r["speedup"]), fmt_x(r["scoring_speedup"])],
+    ]
+    lines += table(["scoring path", "scoring + summaries", "scoring alone"], rows)
+    lines += [
+        f"One unit of the `paper` profile: {r['test_sets']} test sets, {r['windows']:,} windows "
+        f"of which {r['distinct_windows']:,} distinct, `{r['forecaster']}` forecaster, "
+        f"{r['bootstrap']} bootstrap resamples per set (the summaries cost the same on both "
+        "sides). Both sides alternate in one process (median of "
+        f"{len(r['runs']['before'])}). The summaries of the two sides differ by at most a "
+        f"relative {r['summary_max_rel_diff']:.1e} (batches of other sizes may round the last "
+        "float32 bit differently; drdfl's scores are exactly those of scoring every window in "
+        "its fixed batches, as its tests check).",
+        "",
+    ]
+    return lines
+
+
+def _speed_scaling_section(res: dict[str, dict[str, Any]]) -> list[str]:
+    speed = res.get("speed", {})
+    lines = ["## Scaling per stage", ""]
+    by_length, by_windows = speed.get("scaling_length"), speed.get("scaling_windows")
+    if by_length is None and by_windows is None:
+        return [*lines, "Not measured.", ""]
+    if by_length is not None:
+        base = by_length[0]["stages"]
+        rows = []
+        for stage in base:
+            row = [stage]
+            for r in by_length:
+                cell = r["stages"][stage]
+                grow = cell["seconds"] / max(base[stage]["seconds"], 1e-9)
+                row.append(
+                    f"{fmt_s(cell['seconds'])} ({grow:.1f}×), {fmt_mib(cell['peak_rss_mib'])}"
+                )
+            rows.append(row)
+        header = ["stage"] + [f"×{r['factor']}: {r['train_slots']:,} slots" for r in by_length]
+        lines += [
+            "Training-series length (synthetic workload; wall time, growth vs ×1, peak RSS):",
+            "",
+        ]
+        lines += table(header, rows)
+        lines += [
+            "Diffusion pre-training runs a fixed number of iterations and 3D-Learning one "
+            "reduced outer epoch on a given θ₀, so only the parts that see the series grow; "
+            "a growth clearly above the length factor marks a cost that is worse than linear.",
+            "",
+        ]
+    if by_windows is not None:
+        rows = [
+            [
+                f"×{r['factor']}",
+                f"{r['windows']:,}",
+                r["layout"],
+                f"{fmt_s(r['before']['seconds'])}, {fmt_mib(r['before']['peak_rss_mib'])}",
+                f"{fmt_s(r['after']['seconds'])}, {fmt_mib(r['after']['peak_rss_mib'])}",
+            ]
+            for r in by_windows
+        ]
+        lines += ["Number of test windows (scoring only; wall time, peak RSS):", ""]
+        lines += table(["size", "windows", "windows are", "before", "after"], rows)
+    return lines
+
+
 def _training_section(res: dict[str, dict[str, Any]]) -> list[str]:
     t = res.get("training")
     lines = ["## DFL epoch: vectorised vs. per-window loop (issue 3)", ""]
@@ -564,6 +674,9 @@ def render(res: dict[str, dict[str, Any]]) -> str:
         _targets_section,
         _stages_section,
         _scaling_section,
+        _startup_section,
+        _evaluation_section,
+        _speed_scaling_section,
         _training_section,
         _diffusion_section,
         _readers_section,

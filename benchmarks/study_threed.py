@@ -109,8 +109,8 @@ def run_job(suite_name: str, seed: int, cfg: dict[str, Any], out: Path) -> Path:
     from drdfl.diffusion.model import get_preset
     from drdfl.diffusion.train import fit_series
     from drdfl.evaluation.suites import evaluate_tests
-    from drdfl.experiment import build_suite, train_model
     from drdfl.methods.registry import METHODS
+    from drdfl.runner.steps import build_suite, train_model
 
     torch.set_num_threads(1)
     done = out / f"{suite_name}-{seed}.json"

@@ -26,7 +26,7 @@ torch.set_num_threads(1)
 def data_dir() -> Path:
     """The directory holding the real traces (see ``../shared/data/README.md``)."""
     configured = os.environ.get("DRDFL_DATA_DIR")
-    path = Path(configured) if configured else ROOT.parent / "shared" / "data"
+    path = (Path(configured) if configured else ROOT.parent / "shared" / "data").resolve()
     if not (path / "azure-llm-2023").is_dir():
         pytest.fail(
             f"real traces not found in {path} (set DRDFL_DATA_DIR to the shared data directory)"

@@ -208,3 +208,103 @@ def test_markdown_reports_targets_stages_and_scaling(bench_modules) -> None:
     scaling = md.split("## Scaling with training-series length")[1].split("## DFL epoch")[0]
     assert "| ×16 | 12,096 | 11,824 | 12.8 s | 16.0× | 17.8 s | 3.1× | 700 MiB |" in scaling
     assert "## DFL epoch: vectorised vs. per-window loop (issue 3)\n\nNot measured." in md
+
+
+def test_speed_benchmark_scales_the_test_windows(tmp_path: Path) -> None:
+    out = tmp_path / "speed.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "bench_speed.py"),
+            "--quick",
+            "--only",
+            "scaling_windows",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())["scaling_windows"]
+    assert [(r["factor"], r["layout"]) for r in rows] == [
+        (f, layout) for f in (1, 4, 16) for layout in ("distinct", "tiled")
+    ]
+    assert [r["windows"] for r in rows[::2]] == [512, 2048, 8192]
+    assert all(r[side]["seconds"] > 0 for r in rows for side in ("before", "after"))
+
+
+def _speed_results() -> dict:
+    def stage(seconds: float) -> dict:
+        return {"seconds": seconds, "peak_rss_mib": 700.0, "rss_start_mib": 690.0}
+
+    return {
+        "startup": {
+            "import drdfl": {
+                "median_s": 0.12,
+                "runs_s": [0.12, 0.13],
+                "peak_rss_mib": 10.4,
+                "target_s": 1.5,
+                "met": True,
+            },
+            "drdfl --help": {
+                "median_s": 1.2,
+                "runs_s": [1.2, 1.1],
+                "peak_rss_mib": 25.0,
+                "target_s": 1.0,
+                "met": False,
+            },
+        },
+        "evaluation": {
+            "test_sets": 7,
+            "batches_only_s": 106.0,
+            "batches_only_scoring_s": 100.0,
+            "windows": 287616,
+            "distinct_windows": 252079,
+            "bootstrap": 500,
+            "forecaster": "lstm",
+            "before_s": 145.5,
+            "after_s": 72.2,
+            "before_scoring_s": 139.8,
+            "after_scoring_s": 65.7,
+            "runs": {"before": [[145.5, 139.8]], "after": [[72.2, 65.7]]},
+            "speedup": 2.02,
+            "scoring_speedup": 2.13,
+            "summary_max_rel_diff": 0.0,
+        },
+        "scaling_length": [
+            {
+                "factor": f,
+                "train_slots": 84 * f,
+                "train_windows": 60 * f,
+                "stages": {"suite": stage(0.01 * f), "dfl_epoch": stage(0.1 * f * f)},
+            }
+            for f in (1, 4, 16)
+        ],
+        "scaling_windows": [
+            {
+                "factor": 16,
+                "windows": 8192,
+                "layout": "tiled",
+                "before": stage(2.17),
+                "after": stage(0.42),
+            }
+        ],
+    }
+
+
+def test_markdown_reports_startup_evaluation_and_scaling_per_stage(bench_modules) -> None:
+    run, _ = bench_modules
+    md = run.render({"speed": _speed_results()})
+    startup = md.split("## Start-up")[1].split("## Evaluation")[0]
+    assert "| `import drdfl` | 0.12 s | 10 MiB | ≤ 1.50 s | met |" in startup
+    assert "| `drdfl --help` | 1.20 s | 25 MiB | ≤ 1.00 s | **missed** |" in startup
+    evaluation = md.split("## Evaluation: each distinct window scored once")[1]
+    assert "| **ratio before / after** | 2.0× | 2.1× |" in evaluation
+    batches = "| fixed batches of 2,048 and `inference_mode`, every window | 106.0 s | 100.0 s |"
+    assert batches in evaluation
+    assert "287,616 windows of which 252,079 distinct" in evaluation
+    scaling = md.split("## Scaling per stage")[1]
+    assert "| dfl_epoch | 0.10 s (1.0×), 700 MiB | 1.60 s (16.0×), 700 MiB |" in scaling
+    assert "| ×16 | 8,192 | tiled | 2.17 s, 700 MiB | 0.42 s, 700 MiB |" in scaling

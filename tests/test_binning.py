@@ -28,6 +28,8 @@ S = 1_000_000_000
         ("250us", 250e-6),
         ("1d", 86400.0),
         ("10", 10.0),
+        ("1h30min", 5400.0),
+        ("1 day", 86400.0),
         (2.5, 2.5),
     ],
 )
@@ -35,13 +37,13 @@ def test_parse_interval(text, seconds):
     assert parse_interval(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["5 parsecs", "", "five seconds", "-5s", "5s5", "1e3s"])
+@pytest.mark.parametrize("text", ["5 parsecs", "", "five seconds", "5s5", "1e3s", "nan", "inf"])
 def test_parse_interval_rejects_unparsable(text):
     with pytest.raises(DataError, match=r"interval .* does not parse: expected .*5s"):
         parse_interval(text)
 
 
-@pytest.mark.parametrize("value", ["0s", 0, -1.0, "0.1ns"])
+@pytest.mark.parametrize("value", ["0s", 0, -1.0, "0.1ns", "-5s"])
 def test_parse_interval_rejects_non_positive(value):
     with pytest.raises(DataError, match="not positive"):
         parse_interval(value)
@@ -99,6 +101,9 @@ def test_bad_token_counts_name_the_line(bad, what):
 def test_too_many_bins_is_an_error_not_an_allocation():
     with pytest.raises(DataError, match=f"more than {MAX_BINS:,} intervals"):
         bin_requests(np.array([0, 10 * S]), np.ones(2), "10ns")
+    # An hour at 1 ns would be 3.6e12 bins (29 TB): refused before anything is allocated.
+    with pytest.raises(DataError, match=f"more than {MAX_BINS:,} intervals"):
+        bin_requests(np.array([0, 3600 * S]), np.ones(2), "1ns")
 
 
 def test_interval_ns_is_exact_for_decimal_strings():

@@ -164,6 +164,16 @@ BAD_TRACES = {
         r"bad.csv, line 4: ContextTokens is -7; expected a non-negative number",
     ),
     "empty file": ("", r"bad.csv is empty"),
+    "inf tokens": (TRACE.replace(",7,3", ",inf,3"), r"bad.csv, line 4: ContextTokens is inf"),
+    "tokens beyond float32": (
+        TRACE.replace(",7,3", ",1e300,3"),
+        r"bad.csv, line 4: ContextTokens is 1e\+300; expected a finite number the model's "
+        r"float32 can hold",
+    ),
+    "two request formats": (
+        "TIMESTAMP,ContextTokens,Timestamp,Request tokens\n2023-11-16 18:15:46,1,0,2\n",
+        r"bad.csv: the columns .* fit both the azure and the burstgpt request formats",
+    ),
 }
 
 
@@ -175,6 +185,22 @@ def test_bad_trace(capsys, tmp_path, env, case):
     out_dir = tmp_path / "out"
     result = run(capsys, "data", "bin", str(bad), "-o", str(out_dir / "x.csv"))
     assert_clean_failure(*result, pattern, out_dir)
+
+
+BAD_SERIES = {
+    "blank line": ("ContextTokens\n5\n\n7\n", r"bad.csv, line 3: ContextTokens is missing"),
+    "inf": ("ContextTokens\n5\ninf\n", r"bad.csv, line 3: ContextTokens is inf"),
+    "1e300": ("ContextTokens\n1e300\n", r"bad.csv, line 2: ContextTokens is 1e\+300"),
+    "text": ("ContextTokens\n5\nlots\n", r"bad.csv, line 3: ContextTokens is 'lots'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SERIES))
+def test_bad_series(capsys, tmp_path, env, case):
+    text, pattern = BAD_SERIES[case]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(text)
+    assert_clean_failure(*run(capsys, "data", "info", str(bad)), pattern, tmp_path / "out")
 
 
 def test_directory_instead_of_file(capsys, tmp_path, env):
@@ -242,3 +268,33 @@ def test_bad_download(capsys, tmp_path, env, monkeypatch, server, route, sha256,
     result = run(capsys, "data", "bin", "tiny", "-o", str(out_dir / "x.csv"))
     assert_clean_failure(*result, pattern, out_dir)
     assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").rglob("*.*")) == []
+
+
+# --- misuse of `drdfl data bin` -----------------------------------------------------------
+
+
+def test_bin_refuses_to_replace_its_own_input(capsys, tmp_path, env):
+    trace = tmp_path / "trace.csv"
+    trace.write_text(TRACE)
+    link = tmp_path / "link.csv"
+    link.symlink_to(trace)
+    for output in (trace, link):
+        code, out, err = run(capsys, "data", "bin", str(trace), "-o", str(output))
+        assert code == 2 and "is the input trace" in err and str(output) in err, err
+        assert err.count("\n") == 1 and "Traceback" not in err + out
+    assert trace.read_text() == TRACE
+
+
+def test_bin_into_a_directory_is_refused(capsys, tmp_path, env):
+    trace = tmp_path / "trace.csv"
+    trace.write_text(TRACE)
+    code, _, err = run(capsys, "data", "bin", str(trace), "-o", str(tmp_path))
+    assert code == 2 and "is a directory; expected a CSV file to write" in err, err
+
+
+def test_bin_at_one_nanosecond_is_refused_before_allocating(capsys, tmp_path, env):
+    trace = tmp_path / "trace.csv"
+    trace.write_text(TRACE)
+    out_dir = tmp_path / "out"
+    result = run(capsys, "data", "bin", str(trace), "--interval", "1ns", "-o", str(out_dir / "x"))
+    assert_clean_failure(*result, r"trace.csv: binning at 1ns gives more than", out_dir)

@@ -1,9 +1,11 @@
 """Augmentation baselines: what each epoch trains on (corrupted copies of the training
-series; real windows mixed with windows sampled from the reference diffusion model)."""
+series; windows with their level or burstiness scaled; real windows mixed with windows
+sampled from the reference diffusion model)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import small_training_data, tiny_diffusion
@@ -13,10 +15,13 @@ from drdfl.data.windows import Scaler
 from drdfl.diffusion.model import DiffusionModel, DiffusionModelConfig
 from drdfl.errors import ConfigError, DataError
 from drdfl.methods.augment import (
+    BurstAugmentMethod,
     CutoutAugmentMethod,
     DiffusionAugmentMethod,
     GaussianAugmentMethod,
+    LevelAugmentMethod,
     PerlinAugmentMethod,
+    moving_mean,
 )
 from drdfl.methods.base import TrainingData
 from drdfl.models.forecasters import build_forecaster
@@ -36,7 +41,7 @@ def diffusion(data: TrainingData) -> DiffusionModel:
     return tiny_diffusion(data, 20)
 
 
-def _epochs(cls, data: TrainingData, **kwargs) -> tuple[list, object]:
+def _epochs(cls, data: TrainingData, train: TrainConfig = TRAIN, **kwargs) -> tuple[list, object]:
     """Fit a method and return the ``(x, y)`` it trained on in each epoch."""
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -46,7 +51,7 @@ def _epochs(cls, data: TrainingData, **kwargs) -> tuple[list, object]:
             seen.append((out[0].clone(), out[1].clone()))
             return out
 
-    method = Spy(train=TRAIN, **kwargs)
+    method = Spy(train=train, **kwargs)
     result = method.fit(data, TASK, build_forecaster("linear", 7, 1, seed=0))
     return seen, result
 
@@ -122,6 +127,94 @@ def test_corruption_targets_come_from_the_corrupted_series(data: TrainingData) -
     ],
 )
 def test_bad_corruption_hyperparameters(cls, kwargs, field) -> None:
+    with pytest.raises(ConfigError, match=field):
+        cls(**kwargs)
+
+
+# ------------------------------------------------------------------------------ window factors
+def _both(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """Inputs and targets side by side, ``[N, w + h]`` float64."""
+    return torch.cat([x, y], dim=1).double().numpy()
+
+
+def test_level_scales_each_window_by_one_log_uniform_factor(data: TrainingData) -> None:
+    seen, _ = _epochs(LevelAugmentMethod, data, low=0.25, high=4.0)
+    real = data.scaler.inverse_transform(_both(*data.train.tensors()))
+    assert real.min() > 0  # every ratio below is defined
+    logs = []
+    for x, y in seen:
+        assert x.shape == data.train.x.shape and y.shape == data.train.y.shape
+        ratio = data.scaler.inverse_transform(_both(x, y)) / real
+        factor = ratio[:, :1]
+        # one factor per window, shared by its inputs and its target
+        np.testing.assert_allclose(ratio, np.broadcast_to(factor, ratio.shape), rtol=1e-4)
+        assert factor.min() >= 0.25 * (1 - 1e-5) and factor.max() <= 4.0 * (1 + 1e-5)
+        logs.append(np.log(factor[:, 0]))
+    # log-uniform on [ln 1/4, ln 4]: mean 0, standard deviation 2 ln 4 / √12
+    assert abs(logs[0].mean()) < 0.1
+    assert logs[0].std() == pytest.approx(2 * np.log(4) / np.sqrt(12), rel=0.1)
+    assert not np.allclose(logs[0], logs[1])  # fresh factors every epoch
+
+
+def test_level_keeps_the_stated_share_of_windows_unchanged(data: TrainingData) -> None:
+    seen, _ = _epochs(LevelAugmentMethod, data, low=0.5, high=2.0, real_fraction=0.25)
+    real_x, real_y = data.train.tensors()
+    n = len(data.train)
+    for x, y in seen:
+        same = (torch.isclose(x, real_x, rtol=1e-6, atol=1e-7).all(1)) & torch.isclose(
+            y, real_y, rtol=1e-6, atol=1e-7
+        ).all(1)
+        assert int(same.sum()) == round(0.25 * n)
+
+
+def test_burst_scales_deviations_from_the_moving_mean(data: TrainingData) -> None:
+    seen, _ = _epochs(BurstAugmentMethod, data, low=0.5, high=2.0, span=5)
+    series = np.asarray(data.series, np.float64)
+    centred = pd.Series(series).rolling(5, center=True, min_periods=1).mean().to_numpy()
+    np.testing.assert_allclose(moving_mean(series, 5), centred, rtol=1e-10, atol=1e-12)
+    slots = data.train.start[:, None] + np.arange(8)
+    mean = centred[slots]
+    real = _both(*data.train.tensors())
+    floor = data.scaler.transform(0.0)
+    for x, y in seen:
+        new = _both(x, y)
+        clipped = np.isclose(new, floor, atol=1e-6)
+        assert new.min() >= floor - 1e-6
+        # away from the zero-demand clip: one factor per window, x' - m = s (x - m)
+        keep = ~clipped.any(1)
+        assert keep.mean() > 0.9
+        dev, dev_new = real[keep] - mean[keep], new[keep] - mean[keep]
+        factor = (dev * dev_new).sum(1, keepdims=True) / (dev * dev).sum(1, keepdims=True)
+        np.testing.assert_allclose(dev_new, factor * dev, rtol=0, atol=1e-5)
+        assert factor.min() >= 0.5 * (1 - 1e-4) and factor.max() <= 2.0 * (1 + 1e-4)
+        assert np.log(factor).std() == pytest.approx(2 * np.log(2) / np.sqrt(12), rel=0.15)
+        # the level stays: window means move far less than the deviations do
+        level_change = np.abs(new[keep].mean(1) - real[keep].mean(1))
+        assert np.median(level_change) < 0.5 * np.median(np.abs(new[keep] - real[keep]))
+
+
+@pytest.mark.parametrize("cls", [LevelAugmentMethod, BurstAugmentMethod])
+def test_window_factor_draws_follow_the_seed(cls, data: TrainingData) -> None:
+    first, _ = _epochs(cls, data)
+    again, _ = _epochs(cls, data)
+    other, _ = _epochs(cls, data, train=TRAIN.model_copy(update={"seed": 1}))
+    assert all(
+        torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        for a, b in zip(first, again, strict=True)
+    )
+    assert not torch.equal(first[0][0], other[0][0])
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "field"),
+    [
+        (LevelAugmentMethod, {"low": 2.0, "high": 1.0}, "augment-level.high"),
+        (LevelAugmentMethod, {"low": 0.0}, "augment-level.low"),
+        (BurstAugmentMethod, {"span": 1}, "augment-burst.span"),
+        (BurstAugmentMethod, {"real_fraction": 1.0}, "augment-burst.real_fraction"),
+    ],
+)
+def test_bad_window_factor_hyperparameters(cls, kwargs, field) -> None:
     with pytest.raises(ConfigError, match=field):
         cls(**kwargs)
 

@@ -12,7 +12,8 @@ import pytest
 
 from drdfl.config import resolve_config
 from drdfl.errors import ConfigError
-from drdfl.pipeline import Run, plan_units
+from drdfl.runner.driver import Run
+from drdfl.runner.plan import plan_units
 
 TINY = [
     "seeds=0",
@@ -63,6 +64,8 @@ def test_run_writes_tables_and_report(tmp_path):
     assert list((out / "figures").glob("*.png"))
     meta = json.loads((out / "results.json").read_text())
     assert meta["versions"]["torch"] and meta["profile"] == "quick"
+    assert len(meta["code"]["commit"]) == 40 and isinstance(meta["code"]["dirty"], bool)
+    assert resolve_config(path=out / "config.toml") == cfg
     report = (out / "report.md").read_text()
     assert "Table I" in report and "| chat (test) |" in report and "skyline" in report
     with pytest.raises(ConfigError, match="already holds a run"):
@@ -76,27 +79,77 @@ def _cli(out, *extra):
     return args + list(extra)
 
 
+def _kill_when(proc, path_exists, what):
+    deadline = time.time() + 300
+    while not path_exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert path_exists(), f"{what}: " + (proc.stderr.read().decode() if proc.stderr else "")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 def test_resume_after_sigkill_gives_the_same_results(tmp_path):
     env = dict(os.environ, DRDFL_CACHE_DIR=str(tmp_path / "cache"))
     whole = tmp_path / "whole"
-    subprocess.run(_cli(whole), check=True, env=env, capture_output=True)
+    subprocess.run(_cli(whole, "--jobs", "1"), check=True, env=env, capture_output=True)
 
+    # Killed and resumed with units side by side: the same bytes as one after another.
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
-        _cli(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        _cli(killed, "--jobs", "2"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     marker = killed / "units" / "mse-s0" / "done.json"
-    deadline = time.time() + 300
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert marker.exists(), proc.stderr.read().decode() if proc.stderr else ""
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed / "units" / "skyline-s0" / "done.json").exists()
-    done = subprocess.run(_cli(killed, "--resume"), env=env, capture_output=True, text=True)
+    _kill_when(proc, marker.exists, "no unit finished")
+    assert not (killed / "results.csv").exists()
+    done = subprocess.run(
+        _cli(killed, "--resume", "--jobs", "2"), env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert "resuming: " in done.stderr + done.stdout
     pd.testing.assert_frame_equal(
         pd.read_csv(killed / "results.csv"), pd.read_csv(whole / "results.csv")
     )
     assert (killed / "results.csv").read_bytes() == (whole / "results.csv").read_bytes()
+
+
+def test_resume_after_sigkill_while_the_reference_model_trains(tmp_path):
+    sets = ["methods=mse,diffusion-augment", "diffusion.iterations=60", "evaluation.skyline=false"]
+    extra = [arg for s in sets for arg in ("--set", s)]
+    whole = tmp_path / "whole"
+    env = dict(os.environ, DRDFL_CACHE_DIR=str(tmp_path / "cache-whole"))
+    subprocess.run(_cli(whole, *extra), check=True, env=env, capture_output=True)
+
+    env = dict(os.environ, DRDFL_CACHE_DIR=str(tmp_path / "cache-killed"))
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _cli(killed, *extra), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    cache = tmp_path / "cache-killed" / "diffusion"
+    _kill_when(proc, lambda: any(cache.glob("*.partial")), "the reference model never started")
+    done = subprocess.run(_cli(killed, *extra, "--resume"), env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    assert (killed / "results.csv").read_bytes() == (whole / "results.csv").read_bytes()
+    assert not any(cache.glob("*.partial"))
+
+
+def test_ctrl_c_stops_the_workers_and_says_how_to_resume(tmp_path):
+    env = dict(os.environ, DRDFL_CACHE_DIR=str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    extra = ["--jobs", "2", "--set", "methods=mse,dfl,wdro,kldro", "--set", "train.epochs=4"]
+    proc = subprocess.Popen(
+        _cli(out, *extra), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    marker = out / "units" / "mse-s0" / "done.json"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.exists() and proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == [
+        "interrupted; finished units are kept: run the same drdfl run command with --resume "
+        f"--out {out} to continue"
+    ]
+    done = subprocess.run(_cli(out, *extra, "--resume"), env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr

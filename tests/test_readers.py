@@ -261,3 +261,75 @@ def test_unknown_tokens_and_column_on_request_trace(tmp_path):
         read_series(path, tokens="prompt")
     with pytest.raises(DataError, match="per-request azure trace: choose tokens"):
         read_series(path, column="ContextTokens")
+
+
+# --- format detection from the columns present ------------------------------------------
+
+
+def test_request_trace_without_generated_tokens_is_read_as_requests(tmp_path):
+    # Three requests over a minute and a half: one bin per request, not one row per 5 s.
+    text = "TIMESTAMP,ContextTokens\n" + "".join(
+        f"2023-11-16 18:{m}:{s:02d}.5,{t}\n" for m, s, t in [(15, 46, 5), (15, 49, 6), (17, 1, 7)]
+    )
+    path = write(tmp_path, "ctx.csv", text)
+    assert detect_format(path) == "azure"
+    series = read_series(path, interval="5s")
+    assert len(series) == 16 and series.values.sum() == 18
+    assert series.start == pd.Timestamp("2023-11-16 18:15:45")
+    with pytest.raises(DataError, match=r"ctx.csv: no column 'GeneratedTokens'; the file has"):
+        read_series(path, tokens="generated")
+
+
+def test_a_binned_file_with_request_style_timestamps_stays_binned(tmp_path):
+    series = Series(np.array([3.0, 0.0, 7.0]), "s", 5.0, start=pd.Timestamp("2024-05-10 00:00"))
+    path = tmp_path / "binned.csv"
+    binned.write(series, path, column="ContextTokens")
+    assert detect_format(path) == "binned"
+    np.testing.assert_array_equal(read_series(path).values, series.values)
+
+
+def test_a_header_that_fits_two_request_formats_is_refused(tmp_path):
+    text = "TIMESTAMP,ContextTokens,Timestamp,Request tokens\n2023-11-16 18:15:46,1,0,2\n"
+    path = write(tmp_path, "both.csv", text)
+    with pytest.raises(
+        DataError,
+        match=r"both.csv: the columns 'TIMESTAMP', 'ContextTokens', 'Timestamp', "
+        r"'Request tokens' fit both the azure and the burstgpt request formats",
+    ):
+        read_series(path)
+
+
+# --- values a one-column series must not hold -------------------------------------------
+
+BAD_SERIES = {
+    "blank line": ("ContextTokens\n1\n2\n\n4\n", r"line 4: ContextTokens is missing"),
+    "empty cell": ("TIMESTAMP,ContextTokens\nA,1\nB,\nC,3\n", r"line 3: ContextTokens is missing"),
+    "inf": ("ContextTokens\n1\ninf\n", r"line 3: ContextTokens is inf; expected a finite number"),
+    "beyond float32": (
+        "ContextTokens\n1\n2\n1e300\n",
+        r"line 4: ContextTokens is 1e\+300; .*float32",
+    ),
+    "nan": ("ContextTokens\nnan\n", r"line 2: ContextTokens is 'nan'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SERIES))
+def test_bad_series_values_name_file_and_line(tmp_path, case):
+    text, pattern = BAD_SERIES[case]
+    path = write(tmp_path, "series.csv", text)
+    with pytest.raises(DataError, match=rf"series.csv, {pattern}"):
+        read_series(path)
+
+
+def test_trailing_blank_lines_are_only_the_end_of_the_file(tmp_path):
+    path = write(tmp_path, "s.csv", "ContextTokens\n1\n2\n\n\n")
+    np.testing.assert_array_equal(read_series(path).values, [1.0, 2.0])
+
+
+def test_request_tokens_beyond_float32_name_the_line(tmp_path):
+    path = write(tmp_path, "big.csv", AZURE_2023.replace(",7,3", ",1e300,3"))
+    with pytest.raises(DataError, match=r"big.csv, line 4: ContextTokens is 1e\+300"):
+        azure.read(path)
+    many = "TIMESTAMP,ContextTokens\n" + "2023-11-16 18:15:46,3e38\n" * 2
+    with pytest.raises(DataError, match=r"sums to 6e\+38 tokens, beyond .* float32"):
+        azure.read(write(tmp_path, "sum.csv", many))

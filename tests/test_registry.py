@@ -1,4 +1,6 @@
 import hashlib
+import os
+import stat
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -68,6 +70,15 @@ def test_download_checks_and_places_the_file(server, env):
     assert path == env / "cache" / "tiny" / "tiny_conv.csv"
     assert path.read_bytes() == BODY
     assert leftovers(env / "cache") == ["tiny_conv.csv"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # a file like any other
+
+
+def test_download_without_a_checksum_warns(server, env):
+    with pytest.warns(UserWarning, match="no checksum is recorded for tiny-conv"):
+        path = fetch(tiny(f"{server}/good.csv", sha256=None))
+    assert path.read_bytes() == BODY
 
 
 def test_checksum_mismatch_keeps_nothing(server, env):

@@ -12,7 +12,8 @@ import pytest
 from scipy import stats
 
 from drdfl.errors import DataError
-from drdfl.evaluation.report import build_report, load_outputs, print_summary
+from drdfl.methods.registry import REGISTRY, SHARED_HISTORY, history_columns
+from drdfl.report import load_run, summary_text, write_report
 
 TESTS = ["chat (test)", "code", "chat→code"]
 W_DISTANCE = {"chat (test)": 0.0123, "code": 0.201, "chat→code": 0.117}
@@ -34,6 +35,10 @@ def _metrics(nr: float, w: float) -> dict[str, float]:
         "regret": nr * 1e4,
         "regret_ci_low": nr * 0.9e4,
         "regret_ci_high": nr * 1.1e4,
+        "regret_ci_block": 7.0,
+        "normalized_regret_blocks": 7.0,
+        "normalized_regret_dropped": 0.0,
+        "nonfinite_windows": 0.0,
         "mse": nr / 10,
         "regret_cvar90": nr * 3e4,
         "windows": 500.0,
@@ -74,9 +79,10 @@ def write_run(out: Path, optional: bool = True) -> None:
                     rows += _rows(method, seed, "skyline", test, nr, W_DISTANCE[test])
                     if method == "dfl":
                         rows += _rows("skyline", seed, "skyline", test, nr / 3, W_DISTANCE[test])
-        # the ablation has one seed only; the budget sweep two
+        # the ablation's second seed has no number on any test set
         for j, test in enumerate(TESTS):
-            rows += _rows("threed-mse", 0, "synthetic", test, 0.3 + 0.01 * j, W_DISTANCE[test])
+            for seed, nr in ((0, 0.3 + 0.01 * j), (1, np.nan)):
+                rows += _rows("threed-mse", seed, "synthetic", test, nr, W_DISTANCE[test])
             for k, eps in enumerate((0.01, 0.02, 0.04)):
                 for seed in SEEDS:
                     nr = 0.25 - 0.03 * k + 0.02 * j + 0.01 * seed
@@ -99,11 +105,8 @@ def write_run(out: Path, optional: bool = True) -> None:
                     "time_s": 0.5 * (epochs + 1),
                 }
             )
-            if method == "threed":
-                frame["alpha"] = 1 + 0.1 * epochs
-                frame["J"] = 0.2 + 0.05 * np.sqrt(epochs)
-                frame["clip_frac"] = 0.5 * np.exp(-epochs / 2)
-                frame["adv_regret"] = 0.4 - 0.02 * epochs
+            for k, column in enumerate(history_columns(method)):
+                frame[column] = (k + 1) * np.exp(-epochs / (k + 2)) + 0.01 * seed
             history.append(frame)
     pd.concat(history).to_csv(out / "histories.csv", index=False)
     timings = [
@@ -117,9 +120,17 @@ def write_run(out: Path, optional: bool = True) -> None:
     t = np.linspace(0, 2 * np.pi, 24)
     real = 0.5 + 0.3 * np.sin(t + rng.uniform(0, 6, (40, 1))) + 0.05 * rng.normal(size=(40, 24))
     generated = real + 0.05 * rng.normal(size=real.shape)
-    np.savez(out / "samples.npz", real=real, generated=generated, worst_case=real[:8] * 1.3)
-    (out / "config.toml").write_text('seeds = 2\nmethods = ["mse", "dfl", "threed"]\n')
+    np.savez(
+        out / "samples.npz",
+        real=real,
+        generated=generated,
+        worst_case=real[:8] * 1.3,
+        worst_case_off=real[:8] * 1.05,
+    )
+    (out / "config.toml").write_text('seeds = [0, 1]\nmethods = ["mse", "dfl", "threed"]\n')
+    planned = pd.DataFrame(rows)[["method", "seed"]].drop_duplicates()
     meta = {
+        "units": [{"label": m, "seed": int(s)} for m, s in planned.itertuples(index=False)],
         "notes": ["The paper's in-distribution test set overlaps its training data."],
         "versions": {"drdfl": "0.1.0", "torch": "2.x"},
         "profile": "quick",
@@ -129,6 +140,7 @@ def write_run(out: Path, optional: bool = True) -> None:
 
 def parse_table(markdown: str, heading: str) -> dict[str, dict[str, tuple[str, bool]]]:
     """The first markdown table after ``heading``: row -> column -> (cell text, bold)."""
+    markdown = markdown.replace("\\", "")
     lines = markdown[markdown.index(heading) :].splitlines()
     first = next(i for i, ln in enumerate(lines) if ln.startswith("|"))
     rows = []
@@ -164,38 +176,61 @@ def assert_cell(text: str, expected: tuple[float, float]) -> None:
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path], str]:
     out = tmp_path_factory.mktemp("run")
     write_run(out)
-    written = build_report(out)
+    written = write_report(out)
     return out, written, (out / "report.md").read_text(encoding="utf-8")
 
 
 MAIN = "Normalized regret on the `synthetic` suite"
 
 
-def test_main_table_cells_are_mean_and_t_interval_over_seeds(built):
+MAIN = "Normalized regret on the `synthetic` suite"
+
+
+def test_main_table_has_methods_as_rows_and_seed_intervals(built):
     _, _, md = built
     table = parse_table(md, MAIN)
-    assert list(table) == [*TESTS, "average", "maximum"]
+    assert list(table) == ["mse", "dfl", "threed", "threed-mse"]
+    assert list(table["dfl"])[1:] == [*TESTS, "average", "maximum"]
     nr = {m: np.array(v) for m, v in NR.items()}
     for method, values in nr.items():
         for j, test in enumerate(TESTS):
-            assert_cell(table[test][method][0], mean_half(values[:, j]))
-        assert_cell(table["average"][method][0], mean_half(values.mean(axis=1)))
-        assert_cell(table["maximum"][method][0], mean_half(values.max(axis=1)))
-    assert table["code"]["dfl"][0] == "0.340 ± 0.127"
-    assert table["code"]["W-dist."][0] == "0.201"
-    # the ablation ran one seed: its mean with the seed count, no interval
-    assert table["code"]["threed-mse"][0] == "0.310 (n=1)"
-    # budget-sweep entries have their own section, not a column here
-    assert not any(k.startswith("threed@") for k in table["code"])
+            assert_cell(table[method][test][0], mean_half(values[:, j]))
+        assert_cell(table[method]["average"][0], mean_half(values.mean(axis=1)))
+        assert_cell(table[method]["maximum"][0], mean_half(values.max(axis=1)))
+    assert table["dfl"]["code"][0] == "0.340 ± 0.127"
+    # the ablation's second seed has no number: its mean with the seed count, no interval
+    assert table["threed-mse"]["code"][0] == "0.310 (n=1)"
+    # budget-sweep entries have their own section, not a row here
+    assert not any(k.startswith("threed@") for k in table)
 
 
-def test_best_of_each_row_is_bold_and_unique(built):
+def test_best_of_each_column_is_bold_and_unique(built):
     _, _, md = built
     table = parse_table(md, MAIN)
     expected = {**BEST, "average": "threed", "maximum": "threed"}
-    for row, method in expected.items():
-        bold = [col for col, (_, is_bold) in table[row].items() if is_bold]
-        assert bold == [method], (row, bold)
+    for column, method in expected.items():
+        bold = [row for row, cells in table.items() if cells[column][1]]
+        assert bold == [method], (column, bold)
+
+
+def test_test_sets_table_lists_distance_and_windows(built):
+    _, _, md = built
+    table = parse_table(md, "## Test sets")
+    assert list(table) == TESTS
+    for test in TESTS:
+        assert table[test]["W-dist."][0] == f"{W_DISTANCE[test]:.3g}"
+        assert table[test]["windows"][0] == "500"
+
+
+def test_regret_table_shows_the_seed_and_the_window_interval(built):
+    _, _, md = built
+    table = parse_table(md, "Mean regret per window on `synthetic`")
+    values = np.array(NR["dfl"])[:, 1] * 1e4
+    mean, half = mean_half(values)
+    # window interval: (1.1 - 0.9) * nr * 1e4 / 2 per seed, averaged over seeds
+    window = float(np.mean(0.1 * values))
+    assert table["dfl"]["code"][0] == f"{mean:.0f} (±{half:.0f}; ±{window:.0f})"
+    assert "moving-block bootstrap" in md and "training randomness" in md
 
 
 def test_skyline_is_shown_but_not_marked_best(built):
@@ -203,25 +238,25 @@ def test_skyline_is_shown_but_not_marked_best(built):
     table = parse_table(md, "Skyline: how much")
     for j, test in enumerate(TESTS):
         sky = np.array([NR["dfl"][s][j] * 1.1 / 3 for s in SEEDS])
-        assert_cell(table[test]["skyline"][0], mean_half(sky))
-        assert not table[test]["skyline"][1]
-        assert table[test][BEST[test]][1]
+        assert_cell(table["skyline"][test][0], mean_half(sky))
+        assert not table["skyline"][test][1]
+        assert table[BEST[test]][test][1]
 
 
 def test_corruptions_are_divided_by_dfl_of_the_same_seed(built):
     _, _, md = built
     table = parse_table(md, "Regret under corruptions")
-    assert "dfl" not in table["gaussian 0.1"]
+    assert "dfl" not in table
     for kind, level in CORRUPT.items():
         for method in ("mse", "threed"):
             ratio = [
                 corruption_nr(method, s, kind, 1) / corruption_nr("dfl", s, kind, 1) for s in SEEDS
             ]
-            assert_cell(table[f"{kind} {level:.3g}"][method][0], mean_half(np.array(ratio)))
-        assert table[f"{kind} {level:.3g}"]["threed"][1]
+            assert_cell(table[method][f"{kind} {level:.3g}"][0], mean_half(np.array(ratio)))
+        assert table["threed"][f"{kind} {level:.3g}"][1]
 
 
-def test_html_is_self_contained_and_figures_are_valid_pngs(built):
+def test_html_is_made_from_the_markdown_and_self_contained(built):
     out, written, md = built
     figures = {k for k in written if k.startswith("figures/")}
     assert figures == {
@@ -235,7 +270,7 @@ def test_html_is_self_contained_and_figures_are_valid_pngs(built):
             "worst_case",
             "validation_regret",
             "train_loss",
-            "threed_dynamics",
+            "diagnostics_threed",
             "wall_time",
         )
     }
@@ -248,28 +283,160 @@ def test_html_is_self_contained_and_figures_are_valid_pngs(built):
     assert page.count('src="data:image/png;base64,') == len(figures)
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
     assert "<link" not in page and "<script" not in page
-    assert '<td class="num best"><strong>0.220 ± 0.254</strong></td>' in page  # threed, code
+    assert '<td style="text-align:right"><strong>0.220 ± 0.254</strong></td>' in page
+    assert "<code>synthetic</code>" in page and "<em>" in page
     assert "overlaps its training data" in page and "methods = [" in page
+    assert "`worst_case_off`: the same draw with the adversary off" in md
     assert not (out / "report.md.tmp").exists()
 
 
-def test_wall_time_table_is_mean_seconds_per_stage(built):
-    _, _, md = built
-    table = parse_table(md, "Seconds per seed")
-    # threed: diffusion 30 s, train 50 s, seed 1 takes 10 % longer
-    assert table["threed"]["diffusion"][0] == "31.5"
-    assert table["threed"]["train"][0] == "52.5"
-    assert table["threed"]["total"][0] == "84.0"
-    assert table["threed"]["seeds"][0] == "2"
+def test_each_method_shows_the_diagnostics_its_registry_entry_declares(tmp_path):
+    """Every registered method with history columns gets a figure of exactly those."""
+    rows = []
+    for spec in REGISTRY:
+        for seed in SEEDS:
+            for test in TESTS:
+                rows += _rows(spec.name, seed, "synthetic", test, 0.1, W_DISTANCE[test])
+    pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
+    epochs = np.arange(4)
+    history = []
+    for spec in REGISTRY:
+        for seed in SEEDS:
+            frame = pd.DataFrame({"method": spec.name, "seed": seed, "epoch": epochs})
+            for column in SHARED_HISTORY:
+                if column != "epoch":
+                    frame[column] = 1.0 / (epochs + 1)
+            for column in spec.history:
+                frame[column] = np.sqrt(epochs + 1.0)
+            history.append(frame)
+    pd.concat(history).to_csv(tmp_path / "histories.csv", index=False)
+    written = write_report(tmp_path)
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    with_columns = [spec for spec in REGISTRY if spec.history]
+    assert len(with_columns) >= 5
+    for spec in with_columns:
+        name = f"figures/diagnostics_{spec.name}.png"
+        assert name in written, spec.name
+        caption = md[md.index(f"]({name})") :].split("\n\n")[1]
+        for column, meaning in spec.history.items():
+            assert f"`{column}`: {meaning}" in caption, (spec.name, column)
+    for spec in REGISTRY:
+        if not spec.history:
+            assert f"figures/diagnostics_{spec.name}.png" not in written
+
+
+def test_declared_columns_a_method_did_not_write_are_named(tmp_path):
+    write_run(tmp_path)
+    h = pd.read_csv(tmp_path / "histories.csv")
+    h.drop(columns=["J_excess"]).to_csv(tmp_path / "histories.csv", index=False)
+    write_report(tmp_path)
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "Not written this run: `J_excess`." in md
+
+
+def test_failed_quality_gate_is_shown_and_flags_methods_using_the_reference(tmp_path):
+    write_run(tmp_path)
+    gate = {
+        "status": "failed",
+        "sampler": "ddpm",
+        "criteria": [
+            {
+                "name": "std_segment_means",
+                "value": 0.24,
+                "reference": 0.16,
+                "tolerance": 0.1,
+                "passed": False,
+            },
+            {
+                "name": "discriminator",
+                "value": 0.6,
+                "reference": 0.58,
+                "tolerance": 0.05,
+                "passed": True,
+            },
+        ],
+    }
+    (tmp_path / "reference" / "s1").mkdir(parents=True)
+    (tmp_path / "reference" / "s1" / "quality.json").write_text(json.dumps(gate))
+    (tmp_path / "reference" / "s0").mkdir(parents=True)
+    (tmp_path / "reference" / "s0" / "quality.json").write_text(
+        json.dumps({"status": "unjudged", "reason": "the file is a tiled copy"})
+    )
+    write_report(tmp_path)
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    section = md.split("## Reference model quality gate")[1].split("\n## ")[0].replace("\\", "")
+    assert "| 1 | failed (ddpm) | std_segment_means | 0.24 | 0.16 | 0.1 | **no** |" in section
+    assert "Seed 0: not judged — the file is a tiled copy." in section
+    assert "failed its gate for seed(s) 1" in section and "(`threed`, `threed-mse`" in section
+    table = parse_table(md, MAIN)
+    assert {"threed ⚠", "threed-mse ⚠", "dfl", "mse"} == set(table)
+    (tmp_path / "reference" / "s1" / "quality.json").write_text('{"status": "maybe"}')
+    with pytest.raises(DataError, match=r"s1/quality.json: 'status' is 'maybe'"):
+        load_run(tmp_path)
+
+
+def test_nan_metrics_show_as_na_with_the_reason(tmp_path):
+    write_run(tmp_path, optional=False)
+    frame = pd.read_csv(tmp_path / "results.csv")
+    at = (frame["method"] == "dfl") & (frame["test_set"] == "code") & (frame["seed"] == 1)
+    frame.loc[at & (frame["metric"] == "normalized_regret"), "value"] = np.nan
+    frame.loc[at & (frame["metric"] == "nonfinite_windows"), "value"] = 3.0
+    frame.to_csv(tmp_path / "results.csv", index=False)
+    write_report(tmp_path)
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    table = parse_table(md, MAIN)
+    assert table["dfl"]["code"][0] == "0.350 (n=1)"
+    # a seed without a number on one test set has no average or maximum
+    assert table["dfl"]["average"][0] == f"{np.mean(NR['dfl'][0]):.3f} (n=1)"
+    assert "`dfl` seed 1 on `code`: 3 window(s) with a non-finite regret" in md
+    assert "nan" not in md.lower().replace("nan ", "")
+
+
+def test_dropped_blocks_are_reported(tmp_path):
+    write_run(tmp_path, optional=False)
+    frame = pd.read_csv(tmp_path / "results.csv")
+    at = (frame["test_set"] == "code") & (frame["metric"] == "normalized_regret_dropped")
+    frame.loc[at, "value"] = 2.0
+    frame.to_csv(tmp_path / "results.csv", index=False)
+    write_report(tmp_path)
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "(optimal value ≤ 0): `code`: 2 of 7 blocks." in md
+
+
+def test_a_degenerate_column_has_no_best(tmp_path):
+    write_run(tmp_path, optional=False)
+    frame = pd.read_csv(tmp_path / "results.csv")
+    code = (frame["test_set"] == "code") & (frame["metric"] == "normalized_regret")
+    # a constant series: every method's regret is zero up to rounding
+    frame.loc[code, "value"] = np.where(frame.loc[code, "method"] == "dfl", -2.9e-11, 1e-12)
+    frame.to_csv(tmp_path / "results.csv", index=False)
+    write_report(tmp_path)
+    table = parse_table((tmp_path / "report.md").read_text(encoding="utf-8"), MAIN)
+    assert [table[m]["code"] for m in ("mse", "dfl")] == [("0.000 ± 0.000", False)] * 2
+    assert not any(cells["code"][1] for cells in table.values())
+    assert table["threed"]["chat→code"][1]
+
+
+def test_means_that_read_the_same_share_the_best_mark(tmp_path):
+    write_run(tmp_path, optional=False)
+    frame = pd.read_csv(tmp_path / "results.csv")
+    code = (frame["test_set"] == "code") & (frame["metric"] == "normalized_regret")
+    frame.loc[code & (frame["method"] == "dfl"), "value"] += 0.22 - 0.34 + 1e-5
+    frame.to_csv(tmp_path / "results.csv", index=False)
+    write_report(tmp_path)
+    table = parse_table((tmp_path / "report.md").read_text(encoding="utf-8"), MAIN)
+    assert table["dfl"]["code"][0].startswith("0.220") and table["dfl"]["code"][1]
+    assert table["threed"]["code"][1]
 
 
 def test_missing_optional_inputs_skip_their_sections(tmp_path):
     write_run(tmp_path, optional=False)
-    written = build_report(tmp_path, title="Only results")
+    written = write_report(tmp_path, title="Only results")
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert md.startswith("# Only results")
     assert set(written) == {"report.md", "report.html"}
     for section in (
+        "Quality gate skipped",
         "Skyline skipped",
         "Corruptions skipped",
         "Ablation skipped",
@@ -280,50 +447,106 @@ def test_missing_optional_inputs_skip_their_sections(tmp_path):
         "Notes skipped",
     ):
         assert section in md, section
-    assert parse_table(md, MAIN)["code"]["threed"][0] == "0.220 ± 0.254"
+    assert parse_table(md, MAIN)["threed"]["code"][0] == "0.220 ± 0.254"
 
 
-def test_gaps_show_as_dashes_and_seed_counts(tmp_path):
-    write_run(tmp_path, optional=False)
+def _truncate(path: Path, keep: float) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda f: f.iloc[: len(f) // 2], r"method '[a-z-]+' seed \d on suite '\w+' lacks "),
+        (lambda f: f[f["method"] != "threed-mse"], r"threed-mse seed 0, threed-mse seed 1"),
+        (lambda f: f[~((f["method"] == "mse") & (f["seed"] == 1))], r"mse seed 1"),
+        (
+            lambda f: f[f["metric"] != "mse"].iloc[:-1],
+            r"threed@0.04. seed 1 on suite .synthetic. lacks chat→code/w_distance",
+        ),
+    ],
+)
+def test_an_incomplete_results_csv_is_refused_and_nothing_is_written(tmp_path, damage, message):
+    write_run(tmp_path)
     frame = pd.read_csv(tmp_path / "results.csv")
-    gone = ((frame["method"] == "dfl") & (frame["test_set"] == "code")) | (
-        (frame["method"] == "mse") & (frame["seed"] == 1)
-    )
-    corrupted = frame[frame["test_set"] == "code"].assign(
-        suite="corruptions", test_set="perlin 0.05"
-    )
-    pd.concat([frame[~gone], corrupted[corrupted["method"] != "dfl"]]).to_csv(
-        tmp_path / "results.csv", index=False
-    )
-    build_report(tmp_path)
+    damage(frame).to_csv(tmp_path / "results.csv", index=False)
+    with pytest.raises(DataError, match=message):
+        write_report(tmp_path)
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_a_truncated_results_csv_is_refused(tmp_path):
+    write_run(tmp_path)
+    write_report(tmp_path)
+    good = (tmp_path / "report.md").read_bytes()
+    _truncate(tmp_path / "results.csv", 0.5)
+    with pytest.raises(DataError, match="results.csv: truncated"):
+        write_report(tmp_path)
+    # cut at a line end: the rows left are well formed but a unit lacks some
+    lines = (tmp_path / "results.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (tmp_path / "results.csv").write_text("".join(lines[:-3]), encoding="utf-8")
+    with pytest.raises(DataError, match=r"lacks .*drdfl run --resume"):
+        write_report(tmp_path)
+    # results.json's copy of the rows says how many there were
+    meta = json.loads((tmp_path / "results.json").read_text())
+    meta["results"] = [{}] * (len(lines) + 5)
+    (tmp_path / "results.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=r"\d+ rows but results.json records \d+"):
+        write_report(tmp_path)
+    # a row with too few fields
+    (tmp_path / "results.csv").write_text("".join([*lines[:-4], "dfl,0,synthetic\n"]))
+    with pytest.raises(DataError, match=r"line \d+: 3 fields, expected 6"):
+        write_report(tmp_path)
+    assert (tmp_path / "report.md").read_bytes() == good
+
+
+def test_results_json_units_are_the_expected_grid(tmp_path):
+    write_run(tmp_path)
+    meta = json.loads((tmp_path / "results.json").read_text())
+    meta["units"] = [{"label": m, "seed": s} for m in [*NR, "kldro"] for s in SEEDS]
+    (tmp_path / "results.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="no results for kldro seed 0, kldro seed 1, expected by"):
+        write_report(tmp_path)
+
+
+def test_units_the_run_reports_failed_are_listed_not_required(tmp_path):
+    write_run(tmp_path)
+    frame = pd.read_csv(tmp_path / "results.csv")
+    lost = (frame["method"] == "threed") & (frame["seed"] == 1)
+    frame[~lost].to_csv(tmp_path / "results.csv", index=False)
+    meta = json.loads((tmp_path / "results.json").read_text())
+    del meta["units"]
+    (tmp_path / "results.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="no results for threed seed 1, expected by config.toml"):
+        write_report(tmp_path)
+    (tmp_path / "failed.json").write_text(json.dumps([{"trial": "threed-s1", "attempts": 2}]))
+    write_report(tmp_path)
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
-    table = parse_table(md, MAIN)
-    # a seed without every test set has no average or maximum
-    assert [table[r]["dfl"][0] for r in ("code", "average", "maximum")] == ["–"] * 3
-    assert_cell(table["chat→code"]["dfl"][0], mean_half(np.array([0.28, 0.27])))
-    assert table["code"]["mse"][0] == "0.400 (n=1)"
-    assert table["average"]["mse"][0] == f"{np.mean(NR['mse'][0]):.3f} (n=1)"
-    assert table["code"]["threed"][1] and table["average"]["threed"][1]
-    assert "Relative regret skipped: no `dfl` results" in md
+    assert "**failed or not run** (no results): `threed-s1`" in md
+    assert parse_table(md, MAIN)["threed"]["code"][0] == "0.200 (n=1)"
 
 
 def test_bad_inputs_raise_data_error_naming_the_file(tmp_path):
     with pytest.raises(DataError, match="results.csv: not found"):
-        build_report(tmp_path)
+        write_report(tmp_path)
+    (tmp_path / "units").mkdir()
+    with pytest.raises(DataError, match="--resume"):
+        write_report(tmp_path)
     write_run(tmp_path, optional=False)
     frame = pd.read_csv(tmp_path / "results.csv", dtype={"value": str})
     frame.loc[5, "value"] = "oops"
     frame.to_csv(tmp_path / "results.csv", index=False)
     with pytest.raises(DataError, match=r"results.csv, line 7: column 'value' is 'oops'"):
-        load_outputs(tmp_path)
+        load_run(tmp_path)
     frame.drop(columns="metric").to_csv(tmp_path / "results.csv", index=False)
     with pytest.raises(DataError, match="missing column"):
-        load_outputs(tmp_path)
+        load_run(tmp_path)
 
 
-def test_print_summary_is_one_line_per_method_with_best_marked(built):
+def test_summary_text_is_one_line_per_method_with_best_marked(built):
     out, _, _ = built
-    lines = {ln.split("  ")[0].strip(): ln for ln in print_summary(out).splitlines()[1:]}
+    lines = {ln.split("  ")[0].strip(): ln for ln in summary_text(out).splitlines()[1:]}
     assert lines["method"].split() == [
         "method",
         "chat",
@@ -339,3 +562,16 @@ def test_print_summary_is_one_line_per_method_with_best_marked(built):
     assert lines["threed"].count("*") == 4 and "0.220 ± 0.254 *" in lines["threed"]
     assert "*" not in lines["mse"]
     assert lines["threed-mse"].count("(n=1)") == 5
+
+
+def test_report_command_prints_one_line_errors(tmp_path, capsys):
+    from drdfl.cli import main
+
+    write_run(tmp_path, optional=False)
+    _truncate(tmp_path / "results.csv", 0.7)
+    with pytest.raises(SystemExit) as exited:
+        main(["report", str(tmp_path)])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "results.csv: truncated" in err and "\n" not in err
+    assert not (tmp_path / "report.md").exists()

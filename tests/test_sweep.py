@@ -1,4 +1,7 @@
-"""``drdfl sweep`` on a local Ray instance: grid points, retries, failures, resume."""
+"""``drdfl sweep`` on a local Ray instance: grid points, retries, failures, resume.
+
+Failures are injected by replacing the task function the Ray executor ships (the test's
+own closure travels to the workers), never through the production code."""
 
 from __future__ import annotations
 
@@ -13,10 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from drdfl.cli import app, main
-from drdfl.config import resolve_config
+from drdfl.config import expand_grid, parse_grid, resolve_config
 from drdfl.errors import ConfigError, DrdflError
-from drdfl.pipeline import Run, Unit
-from drdfl.sweep import FAIL_ENV, Sweep, expand_grid, parse_grid, plan_trials, require_ray
+from drdfl.runner import unit as unit_module
+from drdfl.runner.distributed import require_ray
+from drdfl.runner.sweep import Sweep
 
 TINY = [
     "seeds=0",
@@ -51,21 +55,41 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory):
         os.environ["DRDFL_CACHE_DIR"] = previous
 
 
+def flaky(failures: dict[str, int], marks: Path):
+    """The real task function, but the first ``failures[id]`` attempts of node ``id`` raise;
+    every attempt of every node leaves its count in ``marks``."""
+    real = unit_module.execute_task
+    marks.mkdir(parents=True, exist_ok=True)
+
+    def task(job, *needs):
+        mark = marks / job.node.id.replace("/", "__")
+        tries = int(mark.read_text()) if mark.exists() else 0
+        mark.write_text(str(tries + 1))
+        if tries < failures.get(job.node.id, 0):
+            raise RuntimeError(f"{job.node.id}: injected failure {tries + 1}")
+        return real(job, *needs)
+
+    return task
+
+
+def attempts(marks: Path) -> dict[str, int]:
+    return {p.name.replace("__", "/"): int(p.read_text()) for p in marks.iterdir()}
+
+
 @pytest.fixture(scope="module")
-def grid_sweep(ray_local, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A two-point learning-rate grid whose DFL trial at lr=0.001 fails once."""
-    out = tmp_path_factory.mktemp("sweep") / "out"
-    result = CliRunner().invoke(
-        app,
-        _args(out, "--grid", "train.lr=1e-3,3e-3"),
-        env={FAIL_ENV: "1:lr=0.001/dfl-s0"},
-    )
+def grid_sweep(ray_local, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Path]:
+    """A two-point learning-rate grid whose DFL unit at lr=0.001 fails once."""
+    root = tmp_path_factory.mktemp("sweep")
+    out, marks = root / "out", root / "marks"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(unit_module, "execute_task", flaky({"lr=0.001/dfl-s0": 1}, marks))
+        result = CliRunner().invoke(app, _args(out, "--grid", "train.lr=1e-3,3e-3"))
     assert result.exit_code == 0, result.output
-    return out, result.output
+    return out, result.output, marks
 
 
-def test_grid_sweep_has_every_point_method_and_seed(grid_sweep: tuple[Path, str]) -> None:
-    out, _ = grid_sweep
+def test_grid_sweep_has_every_point_method_and_seed(grid_sweep: tuple[Path, str, Path]) -> None:
+    out, _, _ = grid_sweep
     results = pd.read_csv(out / "results.csv")
     main = results[(results["suite"] == "synthetic") & (results["metric"] == "normalized_regret")]
     expected = {f"{m}[{p}]" for m in ("mse", "dfl") for p in POINTS}
@@ -95,42 +119,47 @@ def test_grid_sweep_has_every_point_method_and_seed(grid_sweep: tuple[Path, str]
     assert [p["label"] for p in meta["points"]] == list(POINTS) and meta["failed"] == []
 
 
-def test_a_failed_trial_is_retried_once(grid_sweep: tuple[Path, str]) -> None:
-    out, output = grid_sweep
+def test_a_failed_unit_is_retried_once(grid_sweep: tuple[Path, str, Path]) -> None:
+    out, output, marks = grid_sweep
     trials = {t["trial"]: t for t in json.loads((out / "trials.json").read_text())}
     assert set(trials) == {f"{p}/{u}" for p in POINTS for u in ("mse-s0", "dfl-s0")}
-    assert trials["lr=0.001/dfl-s0"]["attempts"] == 2
     assert all(t["status"] == "done" for t in trials.values())
-    assert sorted(t["attempts"] for t in trials.values()) == [1, 1, 1, 2]
+    assert attempts(marks) == {**dict.fromkeys(trials, 1), "lr=0.001/dfl-s0": 2}
     assert json.loads((out / "failed.json").read_text()) == []
-    assert "4 done (1 after a retry), 0 failed" in output
-    assert "lr=0.001/dfl-s0: failed, retrying once" in (out / "sweep.log").read_text()
+    assert "4 trial(s): 4 done, 0 failed, 0 not run" in output
+    assert "lr=0.001/dfl-s0: train" in (out / "sweep.log").read_text()
 
 
-def test_resume_runs_nothing_and_keeps_the_table(grid_sweep: tuple[Path, str]) -> None:
-    out, _ = grid_sweep
+def test_resume_runs_nothing_and_keeps_the_table(grid_sweep: tuple[Path, str, Path]) -> None:
+    out, _, _ = grid_sweep
     before = (out / "results.csv").read_bytes()
     result = CliRunner().invoke(app, _args(out, "--grid", "train.lr=1e-3,3e-3", "--resume"))
     assert result.exit_code == 0, result.output
     assert "0 trial(s)" in result.output
     assert (out / "results.csv").read_bytes() == before
     cfg = resolve_config("quick", overrides=TINY)
-    with pytest.raises(ConfigError, match="grid differs"):
-        Sweep(cfg, out, {"train.lr": [1e-3]}, resume=True).prepare()
+    with pytest.raises(ConfigError, match="grid"):
+        Sweep(cfg, out, {"train.lr": [1e-3]}, resume=True).execute()
     with pytest.raises(ConfigError, match="already holds a sweep"):
-        Sweep(cfg, out, {"train.lr": [1e-3, 3e-3]}).prepare()
+        Sweep(cfg, out, {"train.lr": [1e-3, 3e-3]}).execute()
 
 
-def test_a_trial_failing_twice_is_reported_with_what_it_blocked(ray_local, tmp_path: Path) -> None:
-    out = tmp_path / "out"
+def test_a_unit_failing_twice_is_reported_with_what_it_blocked(
+    ray_local, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    monkeypatch.setattr(unit_module, "execute_task", flaky({"dfl-s0": 2}, marks))
     sets = [*TINY[:1], "methods=mse,dfl,wdro", *TINY[2:]]
-    result = CliRunner().invoke(app, _args(out, sets=sets), env={FAIL_ENV: "2:dfl-s0"})
+    result = CliRunner().invoke(app, _args(out, sets=sets))
     assert result.exit_code == 1, result.output
     failed = {t["trial"]: t for t in json.loads((out / "failed.json").read_text())}
     assert set(failed) == {"dfl-s0", "wdro-s0"}
-    assert failed["dfl-s0"]["status"] == "failed" and failed["dfl-s0"]["attempts"] == 2
-    assert "InjectedFailure" in failed["dfl-s0"]["error"]
+    assert failed["dfl-s0"]["status"] == "failed"
+    assert failed["dfl-s0"]["error"] == "RuntimeError: dfl-s0: injected failure 2"
     assert failed["wdro-s0"]["status"] == "not run" and "dfl-s0" in failed["wdro-s0"]["error"]
+    # The blocked unit never started; the failed one ran twice (one retry).
+    assert attempts(marks) == {"mse-s0": 1, "dfl-s0": 2}
+    assert "1 failed, 1 not run" in result.output
     assert "failed: dfl-s0" in result.output and "not run: wdro-s0" in result.output
     results = pd.read_csv(out / "results.csv")
     assert set(results["method"]) == {"mse"} and np.isfinite(results["value"]).all()
@@ -146,8 +175,10 @@ def test_grid_parsing_labels_and_validation() -> None:
     assert [p.cfg.train.lr for p in points] == [1e-3, 3e-3]
     assert points[1].cfg.method_params["threed"]["budget"] == 0.02
     assert cfg.train.lr == 3e-3  # the base config is left alone
-    both = expand_grid(cfg, {"train.lr": [1e-3], "method_params.dfl.lr": [1e-2]})
-    assert both[0].label == "train.lr=0.001,dfl.lr=0.01"
+    both = expand_grid(
+        cfg, {"train.objective": ["regret"], "method_params.threed.objective": ["mse"]}
+    )
+    assert both[0].label == "train.objective=regret,threed.objective=mse"
     assert expand_grid(cfg, {})[0].cfg is cfg
     for grid_, message in (
         ({"seeds": [0, 1]}, "already runs all seeds"),
@@ -155,6 +186,7 @@ def test_grid_parsing_labels_and_validation() -> None:
         ({"train.lrr": [1.0]}, "train.lrr: unknown key"),
         ({"train.lr.x": [1.0]}, "train.lr is a value"),
         ({"train.lr": [1e-3, 0.001]}, "repeated"),
+        ({"method_params.threed.budgte": [0.1]}, "method_params.threed.budgte: unknown key"),
     ):
         with pytest.raises(ConfigError, match=message):
             expand_grid(cfg, grid_)
@@ -162,27 +194,25 @@ def test_grid_parsing_labels_and_validation() -> None:
         parse_grid(["train.lr"])
 
 
-def test_plan_puts_dependencies_in_the_first_wave(tmp_path: Path) -> None:
+def test_points_share_reference_models_and_name_their_needs(tmp_path: Path) -> None:
     sets = [*TINY[:1], "seeds=0,1", "methods=mse,dfl,threed,wdro", *TINY[2:]]
     cfg = resolve_config("quick", overrides=sets)
-    points = expand_grid(cfg, {"method_params.threed.budget": [0.01, 0.02]})
-    runs = [Run(p.cfg, tmp_path / p.id, cache=tmp_path / "cache") for p in points]
-    first, second = plan_trials(points, runs)
-    assert sorted(t.id for t in first) == sorted(
-        [f"budget={b}/{m}-s{s}" for b in (0.01, 0.02) for m in ("mse", "dfl") for s in (0, 1)]
-        + ["budget=0.01/reference-s0", "budget=0.01/reference-s1"]  # shared by both points
+    sweep = Sweep(
+        cfg,
+        tmp_path / "out",
+        {"method_params.threed.budget": [0.01, 0.02]},
+        cache=tmp_path / "cache",
     )
-    assert {t.unit.label for t in second if t.unit} == {"threed", "threed-mse", "wdro"}
-    threed = next(t for t in second if t.id == "budget=0.02/threed-s1")
+    jobs = {j.node.id: j for j in sweep.jobs()}
+    assert [i for i in jobs if "reference" in i] == [
+        "budget=0.01/reference-s0",
+        "budget=0.01/reference-s1",  # shared by both points
+    ]
+    threed = jobs["budget=0.02/threed-s1"].node
     assert threed.needs == ("budget=0.02/dfl-s1", "budget=0.01/reference-s1")
-    # Resuming with the DFL unit of one seed done: its dependents need only the reference.
-    done = runs[0].unit_dir(Unit("dfl", 0, "dfl"))
-    done.mkdir(parents=True)
-    (done / "done.json").write_text("{}")
-    waves = plan_trials(points, runs, resume=True)
-    ids = {t.id: t for wave in waves for t in wave}
-    assert "budget=0.01/dfl-s0" not in ids and "budget=0.01/wdro-s0" in {t.id for t in waves[0]}
-    assert ids["budget=0.01/threed-s0"].needs == ("budget=0.01/reference-s0",)
+    assert jobs["budget=0.02/wdro-s0"].node.needs == ("budget=0.02/dfl-s0",)
+    assert jobs["budget=0.01/mse-s0"].node.needs == ()
+    assert jobs["budget=0.02/threed-s1"].out == (tmp_path / "out/points/budget=0.02").resolve()
 
 
 def test_missing_ray_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -43,6 +43,24 @@ def test_same_seed_identical_numbers():
     assert [h["train_loss"] for h in c.history] != [h["train_loss"] for h in a.history]
 
 
+def test_fit_leaves_the_global_rng_alone_and_seeds_dropout_itself():
+    def fit(seed: int):
+        model = build_forecaster("mlp", 7, 1, seed=0, hidden=[16, 16], dropout=0.3)
+        cfg = TrainConfig(epochs=2, batch_size=256, seed=seed)
+        return get_method("dfl", train=cfg).fit(_data(n=1500), get_task("provisioning"), model)
+
+    torch.manual_seed(5)
+    expected = torch.rand(4)
+    torch.manual_seed(5)
+    a = fit(seed=1)
+    assert torch.equal(torch.rand(4), expected)  # the caller's random stream is untouched
+    torch.manual_seed(99)  # another caller state: the same dropout masks, the same model
+    b = fit(seed=1)
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    c = fit(seed=2)
+    assert [h["train_loss"] for h in c.history] != [h["train_loss"] for h in a.history]
+
+
 def test_dfl_lowers_validation_regret_below_untrained():
     data, task = _data(), get_task("provisioning")
     untrained = build_forecaster("mlp", 7, 1, seed=0)

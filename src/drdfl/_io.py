@@ -15,11 +15,14 @@ from typing import IO, Any
 def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
     """Open a temporary file next to ``path`` and move it over ``path`` only on success.
 
-    On any exception the temporary file is removed and ``path`` is left untouched.
+    On any exception the temporary file is removed and ``path`` is left untouched. The
+    file gets the mode a plain ``open`` would give it (0666 less the umask).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # mkstemp creates 0600 files; a result is meant to be shared like any other file.
+    os.fchmod(fd, default_file_mode())
     os.close(fd)
     try:
         with open(tmp, mode, **kwargs) as handle:
@@ -31,6 +34,14 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def default_file_mode() -> int:
+    """The mode ``open`` gives a new file: 0666 less the process umask (reading the umask
+    means setting it; it is put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -1,24 +1,71 @@
 """Typed configuration: validated pydantic models with helpful errors.
 
 Every setting lives in a model here; unknown keys, wrong types and out-of-range values
-are rejected with the key's dotted path and what is allowed.
+are rejected with the key's dotted path and what is allowed. A resolved configuration
+written by :func:`config_to_toml` names its profile and spells every ``None`` as
+``"none"``, so loading it rebuilds exactly that configuration. A sweep's grid is a
+configuration concern too: :func:`expand_grid` turns a grid into one config per point.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drdfl.errors import ConfigError
 from drdfl.methods.registry import METHOD_NAMES, METHODS
 
+#: how ``None`` is written in TOML (which has no null) and in ``--set key=none``
+NONE = "none"
+
+
+def _allows_none(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    return (origin is typing.Union or origin is types.UnionType) and type(None) in typing.get_args(
+        annotation
+    )
+
+
+def _accepts_text(annotation: Any, text: str) -> bool:
+    """Whether ``text`` is one of ``annotation``'s literal values (``scheduler = "none"``)."""
+    if typing.get_origin(annotation) is Literal:
+        return text in typing.get_args(annotation)
+    return any(_accepts_text(a, text) for a in typing.get_args(annotation))
+
 
 class StrictModel(BaseModel):
-    """Base for config sections: unknown keys are errors, assignments are validated."""
+    """Base for config sections: unknown keys are errors, assignments are validated, and
+    ``"none"`` means ``None`` for a key that may be ``None`` (unless ``"none"`` is one of
+    its named choices)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _none_from_text(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for key, value in data.items():
+            field = cls.model_fields.get(key)
+            if (
+                field is not None
+                and isinstance(value, str)
+                and value.lower() == NONE
+                and _allows_none(field.annotation)
+                and not _accepts_text(field.annotation, value)
+            ):
+                out[key] = None
+        return out
 
 
 class TrainConfig(StrictModel):
@@ -52,7 +99,10 @@ def validation_message(exc: ValidationError, root: str = "") -> str:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"{path or '<root>'}: {msg} (got {got!r})")
+        if err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{path or '<root>'}: {msg}{shown}")
     return "; ".join(lines)
 
 
@@ -74,14 +124,36 @@ class DataConfig(StrictModel):
     )
     data_dir: str | None = Field(None, description="directory of real traces (else DRDFL_DATA_DIR)")
     synthetic_days: float = Field(2.0, gt=0, le=60, description="days of synthetic workload")
-    interval: str = "5s"
-    tokens: Literal["context", "generated", "total"] = "context"
+    interval: str = Field(
+        "5s", description="bin width of the synthetic suite (the real suites' files fix theirs)"
+    )
+    tokens: Literal["context", "generated", "total"] = Field(
+        "context", description="tokens counted when binning per-request --test files"
+    )
     window: int = Field(7, ge=1, le=512)
     horizon: int = Field(1, ge=1, le=64)
     test_max_rows: int = Field(100_000, ge=100, description="test series are truncated to this")
     extra_tests: list[str] = Field(
         default_factory=list, description="extra OOD test sets: dataset names or files"
     )
+
+    @model_validator(mode="after")
+    def _keys_of_the_suite(self) -> DataConfig:
+        # The real suites read files binned at their own interval: these keys would be
+        # silently ignored there.
+        if self.suite != "synthetic":
+            defaults = DataConfig.model_fields
+            if self.interval != defaults["interval"].default:
+                raise ValueError(
+                    f"interval applies only to the synthetic suite (the {self.suite} "
+                    "suite's files fix the interval); remove it"
+                )
+            if self.tokens != defaults["tokens"].default and not self.extra_tests:
+                raise ValueError(
+                    f"tokens applies only to the synthetic suite and to --test files; "
+                    f"the {self.suite} suite's files are already binned; remove it"
+                )
+        return self
 
 
 class DiffusionConfig(StrictModel):
@@ -113,13 +185,20 @@ class ExperimentConfig(StrictModel):
     """One experiment: data → diffusion → methods × seeds → evaluation → report."""
 
     name: str = "quick"
+    profile: str | None = Field(None, description="the named profile this config is laid over")
     seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1)
     methods: list[str] = Field(default_factory=lambda: ["mse", "dfl"], min_length=1)
     task: str = "provisioning:paper-code"
     forecaster: str = "lstm"
     device: str = "cpu"
     threads: int | None = Field(
-        None, ge=1, description="torch intra-op threads (None: torch's default)"
+        None,
+        ge=1,
+        description="torch intra-op threads (None: torch's default; 1 per unit "
+        "when units run side by side)",
+    )
+    jobs: int | None = Field(
+        None, ge=1, description="units run side by side (None: the available cores)"
     )
     warm_start_from_dfl: bool = True
     data: DataConfig = Field(default_factory=DataConfig)
@@ -130,6 +209,14 @@ class ExperimentConfig(StrictModel):
     )
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            raise ValueError(f"seed(s) {repeated} given more than once")
+        return seeds
 
 
 #: Every method of the comparison, in report order.
@@ -225,6 +312,22 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a dict; a one-line :class:`ConfigError` for anything else."""
+    import tomllib
+
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (expected a TOML config)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+
+
 def resolve_config(
     profile: str | None = None,
     path: str | Path | None = None,
@@ -232,42 +335,46 @@ def resolve_config(
 ) -> ExperimentConfig:
     """Defaults ← profile ← TOML file ← ``--set`` overrides, validated.
 
-    A TOML file may name its base profile with a top-level ``profile = "…"`` key.
+    A TOML file may name its base profile with a top-level ``profile = "…"`` key
+    (``"none"``: the plain defaults). A file that sets every top-level key (a resolved
+    config without a profile) is taken as it is; any other file is laid over ``quick``.
     """
-    import tomllib
-
-    raw: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            raw = tomllib.loads(p.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: not valid TOML ({exc})") from None
-    name = profile or raw.pop("profile", None) or "quick"
-    raw.pop("profile", None)
-    if name not in PROFILES:
+    raw = _read_toml(Path(path)) if path is not None else {}
+    named = raw.pop("profile", None)
+    name = profile or named
+    complete = set(ExperimentConfig.model_fields) - {"profile"} <= set(raw)
+    if name is None and not complete:
+        name = "quick"
+    if name == NONE:
+        name = None
+    if name is not None and name not in PROFILES:
         raise ConfigError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
-    merged = apply_overrides(_merge(PROFILES[name], raw), overrides or [])
+    merged = apply_overrides(_merge(PROFILES[name] if name else {}, raw), overrides or [])
+    merged["profile"] = name
     cfg = parse_model(ExperimentConfig, merged)
     assert isinstance(cfg, ExperimentConfig)
     unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown:
         raise ConfigError(f"methods: unknown {unknown}; valid methods: {', '.join(ALL_METHODS)}")
-    validate_method_params(cfg.method_params)
+    cfg.method_params = validate_method_params(cfg.method_params)
     return cfg
 
 
-def validate_method_params(method_params: dict[str, dict[str, object]]) -> None:
+def validate_method_params(
+    method_params: dict[str, dict[str, object]],
+) -> dict[str, dict[str, object]]:
     """Check every method's parameters against its registered parameter model, so that a
-    misspelt method or key fails before any training."""
+    misspelt method or key fails before any training; returns the validated values of
+    the keys given (``"none"`` read as ``None``)."""
+    out: dict[str, dict[str, object]] = {}
     for name, params in method_params.items():
         if name not in METHODS:
             raise ConfigError(
                 f"method_params.{name}: unknown method; valid methods: {', '.join(ALL_METHODS)}"
             )
-        parse_model(METHODS[name].params_model, dict(params), f"method_params.{name}")
+        model = parse_model(METHODS[name].params_model, dict(params), f"method_params.{name}")
+        out[name] = model.model_dump(include=set(params))
+    return out
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
@@ -276,14 +383,127 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 
 def config_to_toml(cfg: ExperimentConfig) -> str:
-    """The fully resolved config as TOML (``None`` values omitted)."""
+    """The fully resolved config as TOML, with its profile and every ``None`` as ``"none"``:
+    :func:`load_config` on it rebuilds ``cfg`` exactly."""
     import tomli_w
 
-    def drop_none(obj: Any) -> Any:
+    def spell_none(obj: Any) -> Any:
         if isinstance(obj, dict):
-            return {k: drop_none(v) for k, v in obj.items() if v is not None}
+            return {k: spell_none(v) for k, v in obj.items()}
         if isinstance(obj, list):
-            return [drop_none(v) for v in obj]
-        return obj
+            return [spell_none(v) for v in obj]
+        return NONE if obj is None else obj
 
-    return tomli_w.dumps(drop_none(cfg.model_dump(mode="json")))
+    return tomli_w.dumps(spell_none(cfg.model_dump(mode="json")))
+
+
+# ----------------------------------------------------------------------------- grid
+
+#: Keys that already span the units of every point: a grid over them is refused.
+NOT_GRIDDED = ("seeds", "methods")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One combination of grid values and the config it gives (``id`` names its folder)."""
+
+    id: str
+    label: str
+    values: dict[str, Any]
+    cfg: ExperimentConfig
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """``--grid key.path=v1,v2,…`` options as ``{key: [values]}`` (values parsed like
+    ``--set``'s)."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not text.strip():
+            raise ConfigError(f"--grid {item!r}: expected key.path=value1,value2,…")
+        if key in grid:
+            raise ConfigError(f"--grid {key}: given twice; list all its values in one --grid")
+        node: Any = apply_overrides({}, [f"{key}={text.strip()}"])
+        for part in key.split("."):
+            node = node[part]
+        grid[key] = node if isinstance(node, list) else [node]
+    return grid
+
+
+def format_value(value: Any) -> str:
+    """A grid value as it appears in a point's label."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _short_keys(keys: list[str]) -> dict[str, str]:
+    """Each dotted key by its shortest suffix that no other key ends with."""
+    short = {}
+    for key in keys:
+        parts = key.split(".")
+        for n in range(1, len(parts) + 1):
+            suffix = ".".join(parts[-n:])
+            if not any(o == suffix or o.endswith("." + suffix) for o in keys if o != key):
+                break
+        short[key] = suffix
+    return short
+
+
+def _set_path(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(
+                f"--grid {key}: {'.'.join(parts[: depth + 1])} is a value, not a section"
+            )
+        node = child
+    node[parts[-1]] = value
+
+
+def expand_grid(cfg: ExperimentConfig, grid: dict[str, list[Any]]) -> list[Point]:
+    """Every point of ``grid`` over ``cfg`` (the cartesian product, in the order given),
+    each validated; no grid gives the single point of ``cfg`` itself."""
+    if not grid:
+        return [Point("", "", {}, cfg)]
+    for key, values in grid.items():
+        if key in NOT_GRIDDED:
+            raise ConfigError(
+                f"--grid {key}: every point already runs all {key}; set them with --set {key}=…"
+            )
+        if not values:
+            raise ConfigError(f"--grid {key}: no values")
+        shown = [format_value(v) for v in values]
+        if len(set(shown)) < len(shown):
+            raise ConfigError(f"--grid {key}: a value is repeated ({', '.join(shown)})")
+    keys = list(grid)
+    short = _short_keys(keys)
+    base = cfg.model_dump(mode="json")
+    points = []
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        data = copy.deepcopy(base)
+        for key, value in zip(keys, combo, strict=True):
+            _set_path(data, key, value)
+        label = ",".join(f"{short[k]}={format_value(v)}" for k, v in zip(keys, combo, strict=True))
+        try:
+            point_cfg = parse_model(ExperimentConfig, data)
+            assert isinstance(point_cfg, ExperimentConfig)
+            point_cfg.method_params = validate_method_params(point_cfg.method_params)
+        except ConfigError as exc:
+            raise ConfigError(f"grid point {label}: {exc}") from None
+        values = dict(zip(keys, combo, strict=True))
+        points.append(Point(_UNSAFE.sub("_", label), label, values, point_cfg))
+    ids = [p.id for p in points]
+    if len(set(ids)) < len(ids):
+        raise ConfigError(
+            f"--grid: values that differ only in characters unsafe in a folder name ({ids})"
+        )
+    return points

@@ -22,6 +22,21 @@ def torch_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gene
     return gen
 
 
+def randn(
+    shape: tuple[int, ...] | torch.Size,
+    generator: torch.Generator | None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Standard normal draws made by ``generator`` on its own device, placed on ``device``.
+
+    drdfl's generators live on the CPU, so a seed gives the same numbers whichever device
+    the computation runs on (and a CUDA generator works as well).
+    """
+    where = generator.device if generator is not None else torch.device("cpu")
+    return torch.randn(shape, generator=generator, dtype=dtype, device=where).to(device)
+
+
 def numpy_rng(seed: int) -> np.random.Generator:
     """A fresh NumPy ``Generator`` seeded with ``seed``."""
     return np.random.default_rng(seed)

@@ -1,19 +1,97 @@
 """The ``drdfl`` command line: parses arguments, calls the library, prints.
 
-Sub-commands live in one module each (``cli/data.py`` …) and are mounted here. Errors that
+Sub-commands live in one module each (``cli/data.py`` …) and are mounted here; a module is
+imported only when its command runs, so ``drdfl --help`` loads neither torch nor pandas. Errors that
 drdfl raises on bad input (:class:`drdfl.errors.DrdflError`) become one line on stderr and
-exit status 2; ``--debug`` shows the traceback instead.
+exit status 2, as does a file that cannot be written (full disk, a file where a directory
+belongs); Ctrl-C exits 130 with a line saying how to resume; ``--debug`` shows the
+traceback instead.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
+import importlib.util
 import sys
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from drdfl.errors import DrdflError
 
+#: command -> (module, attribute: a Typer app or a command function, help in the listing;
+#: ``None`` takes the function's docstring).
+COMMANDS: dict[str, tuple[str, str, str | None]] = {
+    "train": ("drdfl.cli.train", "train", None),
+    "evaluate": ("drdfl.cli.train", "evaluate", None),
+    "run": ("drdfl.cli.run", "run", None),
+    "report": ("drdfl.cli.run", "report", None),
+    "sweep": ("drdfl.cli.sweep", "sweep", None),
+    "data": ("drdfl.cli.data", "app", "Read, bin, describe and synthesise workload data."),
+    "diffusion": ("drdfl.cli.diffusion", "app", "Train, sample and judge diffusion models."),
+}
+
+
+def _docstring(module: str, function: str) -> str | None:
+    """A function's docstring, read from its source without importing the module."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return None
+    try:
+        with open(spec.origin, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+    except OSError:  # no source file (e.g. a zipped install): the listing goes without
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            return ast.get_docstring(node)
+    return None
+
+
+class _Deferred(click.Command):
+    """Stands for a command in listings until the command is run."""
+
+    def __init__(self, name: str) -> None:
+        module, attr, about = COMMANDS[name]
+        super().__init__(name, help=about or _docstring(module, attr))
+
+
+def _load(name: str) -> click.Command:
+    module, attr, about = COMMANDS[name]
+    target = getattr(importlib.import_module(module), attr)
+    if isinstance(target, typer.Typer):
+        command = typer.main.get_group(target)
+    else:
+        holder = typer.Typer()
+        holder.command(name)(target)
+        command = typer.main.get_command(holder)
+    command.name = name
+    if about is not None:
+        command.help = about
+    return command
+
+
+class _LazyGroup(TyperGroup):
+    """The root group: lists every command, imports a command's module only to run it."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        for name in COMMANDS:
+            self.commands.setdefault(name, _Deferred(name))
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if name is not None and isinstance(command, _Deferred):
+            command = self.commands[name] = _load(name)
+        return name, command, rest
+
+
 app = typer.Typer(
+    cls=_LazyGroup,
     name="drdfl",
     help="Distributionally robust decision-focused learning for LLM-serving capacity.",
     no_args_is_help=True,
@@ -31,26 +109,16 @@ def _root(
     _state["debug"] = debug
 
 
-def _mount() -> None:
-    from drdfl.cli import data, diffusion, run, sweep, train
-
-    app.add_typer(data.app, name="data", help="Read, bin, describe and synthesise workload data.")
-    app.add_typer(diffusion.app, name="diffusion", help="Train, sample and judge diffusion models.")
-    app.command("train")(train.train)
-    app.command("evaluate")(train.evaluate)
-    app.command("run")(run.run)
-    app.command("report")(run.report)
-    app.command("sweep")(sweep.sweep)
-
-
-_mount()
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``drdfl`` script."""
+    from drdfl.cli.common import Interrupted
+
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+    except Interrupted as exc:
+        typer.echo(str(exc), err=True)
+        sys.exit(130)
     except DrdflError as exc:
         if debug:
             raise
@@ -68,8 +136,16 @@ def main(argv: list[str] | None = None) -> None:
         else:
             typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code or 2)
+    except OSError as exc:
+        if debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        sys.exit(2)
     except Exception as exc:
         if debug:
             raise
         typer.echo(f"error: {type(exc).__name__}: {exc} (--debug shows the traceback)", err=True)
         sys.exit(1)
+    # Without standalone mode click returns the code of typer.Exit instead of exiting.
+    sys.exit(code if isinstance(code, int) else 0)

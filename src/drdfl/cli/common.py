@@ -1,7 +1,9 @@
-"""Helpers shared by the CLI modules: config files and table printing."""
+"""Helpers shared by the CLI modules: config files, interruption and table printing."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -20,12 +22,34 @@ SetOption = Annotated[
     typer.Option("--set", help="Override a config key: --set train.epochs=5 (repeatable)."),
 ]
 ResumeOption = Annotated[bool, typer.Option(help="Skip units already finished in OUT.")]
-DeviceOption = Annotated[str | None, typer.Option(help="cpu | cuda")]
+DeviceOption = Annotated[
+    str | None, typer.Option(help="cpu | cuda | cuda:N | mps (default: the config's).")
+]
 DataDirOption = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Directory of trace files (default: $DRDFL_DATA_DIR)."),
 ]
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress")]
+TestOption = Annotated[
+    list[str] | None,
+    typer.Option("--test", help="Extra OOD test set: dataset name or file (repeatable)."),
+]
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a command that can be resumed; the message says how."""
+
+
+@contextlib.contextmanager
+def interruptible(command: str, out: Path) -> Iterator[None]:
+    """Turn Ctrl-C inside the block into :class:`Interrupted` saying how to resume."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted; finished units are kept: run the same {command} command with "
+            f"--resume --out {out} to continue"
+        ) from None
 
 
 def experiment_config(
@@ -34,16 +58,28 @@ def experiment_config(
     overrides: list[str] | None,
     device: str | None = None,
     data_dir: Path | None = None,
+    tests: list[str] | None = None,
 ) -> ExperimentConfig:
-    """The validated configuration from a profile, a TOML file and ``--set`` options."""
+    """The validated configuration from a profile, a TOML file, ``--set`` options and the
+    command's own options (``--test`` files join ``data.extra_tests``); its device is
+    checked to exist here, before any work."""
+    import json
+
     from drdfl.config import resolve_config
+    from drdfl.device import resolve_device
 
     items = list(overrides or [])
     if device is not None:
         items.append(f"device={device}")
     if data_dir is not None:
-        items.append(f'data.data_dir="{data_dir}"')
-    return resolve_config(profile, config, items)
+        items.append(f"data.data_dir={json.dumps(str(data_dir))}")
+    cfg = resolve_config(profile, config, items)
+    if tests:
+        # Validated like any key: the suite-specific checks see the --test files.
+        extra = [*cfg.data.extra_tests, *tests]
+        cfg = resolve_config(profile, config, [*items, f"data.extra_tests={json.dumps(extra)}"])
+    resolve_device(cfg.device)
+    return cfg
 
 
 def load_config_file(path: Path | None) -> ExperimentConfig:

@@ -15,8 +15,9 @@ from rich.table import Table
 from drdfl.data.binning import DEFAULT_INTERVAL, format_interval, parse_interval
 from drdfl.data.loading import load_series
 from drdfl.data.readers import binned
-from drdfl.data.registry import DATASETS, cache_dir, data_dir, find_local
+from drdfl.data.registry import DATASETS, cache_dir, data_dir, find_local, resolve
 from drdfl.data.series import Series
+from drdfl.errors import DataError
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -127,6 +128,8 @@ def bin_trace(
     data_directory: DataDirOption = None,
 ) -> None:
     """Bin a per-request trace into a demand series CSV (TIMESTAMP, tokens per interval)."""
+    source, _ = resolve(spec, data_directory, download=True)
+    _refuse_own_input(source, output)
     series = load_series(spec, data_directory, interval, tokens)
     binned.write(series, output, column=binned.TOKEN_COLUMN[tokens])
     _console().print(
@@ -150,6 +153,17 @@ def synth(
     _console().print(
         f"wrote {output}: {len(series):,} intervals of {format_interval(series.interval_s)}"
     )
+
+
+def _refuse_own_input(source: Path, output: Path) -> None:
+    """Writing over the file being read would replace the raw trace by its binned form."""
+    if output.exists() and output.samefile(source):
+        raise DataError(
+            f"{output} is the input trace; write the binned series to another file "
+            "(the raw trace would be lost)"
+        )
+    if output.is_dir():
+        raise DataError(f"{output} is a directory; expected a CSV file to write")
 
 
 def _summary(series: Series) -> dict[str, Any]:

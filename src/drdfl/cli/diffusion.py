@@ -60,14 +60,17 @@ def train(
     ] = None,
     data_dir: DataDir = None,
     threads: Threads = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N | mps")] = "cpu",
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Fit a diffusion model to a demand series (resumes a matching checkpoint in OUT)."""
     from drdfl.config import parse_model
     from drdfl.data.loading import load_series
+    from drdfl.device import resolve_device
     from drdfl.diffusion.model import DiffusionModelConfig, get_preset
     from drdfl.diffusion.train import fit_series
 
+    target = resolve_device(device)
     chosen = get_preset(preset)
     model_cfg = chosen.model
     if layout is not None:
@@ -84,7 +87,7 @@ def train(
     series = load_series(train_spec, data_dir=data_dir)
     cut = int(len(series) * _fraction(head, "--head"))
     series = series.slice(0, cut, series.name)
-    _, result = fit_series(series, model_cfg, train_cfg, out, time_budget, progress)
+    _, result = fit_series(series, model_cfg, train_cfg, out, time_budget, progress, target)
     tail = result.losses[-100:]
     typer.echo(
         f"trained {preset} diffusion on {series.name} ({len(series)} slots): "

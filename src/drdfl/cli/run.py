@@ -1,4 +1,4 @@
-"""``drdfl run`` and ``drdfl report``: the whole pipeline from one command."""
+"""``drdfl run`` and ``drdfl report``: the whole experiment from one command."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from drdfl.cli.common import (
     ProgressOption,
     ResumeOption,
     SetOption,
+    TestOption,
     experiment_config,
+    interruptible,
 )
 
 
@@ -23,27 +25,29 @@ def run(
     profile: ProfileOption = None,
     config: ConfigOption = None,
     set_: SetOption = None,
-    test: Annotated[
-        list[str] | None,
-        typer.Option("--test", help="Extra OOD test set: dataset name or file (repeatable)."),
-    ] = None,
+    test: TestOption = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path(
         "runs/quick"
     ),
     resume: ResumeOption = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs", "-j", min=1, help="Units run side by side (default: config, else cores)."
+        ),
+    ] = None,
     device: DeviceOption = None,
     data_dir: DataDirOption = None,
     progress: ProgressOption = True,
 ) -> None:
     """Train every method over seeds, evaluate on the suites and write the report."""
-    from drdfl.evaluation.report import print_summary
-    from drdfl.pipeline import Run
+    from drdfl.report import summary_text
+    from drdfl.runner.driver import Run
 
-    cfg = experiment_config(profile, config, set_, device, data_dir)
-    if test:
-        cfg.data.extra_tests = [*cfg.data.extra_tests, *test]
-    Run(cfg, out, resume=resume, progress=progress).execute()
-    typer.echo(print_summary(out))
+    cfg = experiment_config(profile, config, set_, device, data_dir, test)
+    with interruptible("drdfl run", out):
+        Run(cfg, out, resume=resume, progress=progress, jobs=jobs).execute()
+    typer.echo(summary_text(out))
     typer.echo(f"report: {out / 'report.md'} and {out / 'report.html'}")
 
 
@@ -51,8 +55,17 @@ def report(
     out: Annotated[Path, typer.Argument(help="A finished run directory.")],
 ) -> None:
     """(Re)build OUT/report.md, OUT/report.html and OUT/figures from a run's tables."""
-    from drdfl.evaluation.report import build_report, print_summary
+    from drdfl.errors import ConfigError
+    from drdfl.report import summary_text, write_report
+    from drdfl.runner.store import RUN_FILE
 
-    build_report(out)
-    typer.echo(print_summary(out))
+    if not (out / "results.csv").is_file():
+        if (out / RUN_FILE).is_file():
+            raise ConfigError(
+                f"{out}: no results.csv; the same drdfl run command with --resume --out {out} "
+                "rebuilds it from the finished units"
+            )
+        raise ConfigError(f"{out}: not a run directory (no results.csv)")
+    write_report(out)
+    typer.echo(summary_text(out))
     typer.echo(f"report: {out / 'report.md'} and {out / 'report.html'}")

@@ -1,4 +1,4 @@
-"""``drdfl sweep``: the run's grid (and any config key) as Ray Tune trials."""
+"""``drdfl sweep``: the run's plan (over a grid of config values) as Ray tasks."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from drdfl.cli.common import (
     ProgressOption,
     ResumeOption,
     SetOption,
+    TestOption,
     experiment_config,
+    interruptible,
 )
 
 
@@ -23,11 +25,12 @@ def sweep(
     profile: ProfileOption = None,
     config: ConfigOption = None,
     set_: SetOption = None,
+    test: TestOption = None,
     grid: Annotated[
         list[str] | None,
         typer.Option(
             "--grid",
-            help="Vary a config key across trials: --grid train.lr=1e-3,3e-3 (repeatable; "
+            help="Vary a config key across points: --grid train.lr=1e-3,3e-3 (repeatable; "
             "the points are every combination).",
         ),
     ] = None,
@@ -39,21 +42,23 @@ def sweep(
         typer.Option(help="Ray cluster to join (e.g. auto or ray://host:10001); default: local."),
     ] = None,
     cpus_per_trial: Annotated[
-        int, typer.Option("--cpus-per-trial", min=1, help="CPUs (torch threads) per trial.")
+        int, typer.Option("--cpus-per-trial", min=1, help="CPUs (torch threads) per unit.")
     ] = 1,
     resume: ResumeOption = False,
     device: DeviceOption = None,
     data_dir: DataDirOption = None,
     progress: ProgressOption = True,
 ) -> None:
-    """Run every method × seed × grid point as Ray Tune trials; write the tables and reports.
+    """Run every method × seed × grid point as Ray tasks; write the tables and reports.
 
-    Exits with status 1 when a trial failed twice (it is listed in OUT/failed.json).
+    Exits with status 1 when a unit failed after its retry (it is listed in
+    OUT/failed.json, with the units it blocked).
     """
-    from drdfl.evaluation.report import print_summary
-    from drdfl.sweep import Sweep, parse_grid
+    from drdfl.config import parse_grid
+    from drdfl.report import summary_text
+    from drdfl.runner.sweep import Sweep
 
-    cfg = experiment_config(profile, config, set_, device, data_dir)
+    cfg = experiment_config(profile, config, set_, device, data_dir, test)
     runner = Sweep(
         cfg,
         out,
@@ -63,16 +68,17 @@ def sweep(
         cpus_per_trial=cpus_per_trial,
         progress=progress,
     )
-    result = runner.execute()
-    retried = sum(1 for t in result.trials if t["status"] == "done" and t["attempts"] > 1)
+    with interruptible("drdfl sweep", out):
+        result = runner.execute()
+    failed = sum(1 for t in result.failed if t["status"] == "failed")
     typer.echo(
-        f"{len(result.trials)} trial(s): {len(result.trials) - len(result.failed)} done "
-        f"({retried} after a retry), {len(result.failed)} failed or not run"
+        f"{len(result.trials)} trial(s): {len(result.trials) - len(result.failed)} done, "
+        f"{failed} failed, {len(result.failed) - failed} not run"
     )
     for trial in result.failed:
         typer.echo(f"  {trial['status']}: {trial['trial']}: {trial['error']}")
     if len(result.results):
-        typer.echo(print_summary(result.out))
+        typer.echo(summary_text(result.out))
         typer.echo(f"report: {result.out / 'report.md'} and {result.out / 'report.html'}")
     for point in result.points if runner.grid else []:
         typer.echo(f"  {point.label}: {runner.point_dir(point) / 'report.md'}")

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from drdfl.cli.common import DataDirOption, ProgressOption, echo_table, load_config_file
+from drdfl.cli.common import (
+    DataDirOption,
+    DeviceOption,
+    ProgressOption,
+    echo_table,
+    load_config_file,
+)
 
 SUITE_HELP = "synthetic (built-in, no files) | paper | honest"
+# Seconds per training iteration of the reference diffusion presets on one CPU thread
+# (benchmarks/results/diffusion.json; tiny timed the same way): enough for "roughly".
+_CPU_S_PER_ITERATION = {"tiny": 0.05, "fast": 0.13, "paper": 1.25}
 
 
 def train(
-    out: Annotated[Path, typer.Option("-o", "--out", help="Model directory to write.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="New model directory to write.")],
     method: Annotated[str, typer.Option("--method", "-m", help="Training method.")] = "dfl",
-    suite: Annotated[str, typer.Option("--suite", help=SUITE_HELP)] = "synthetic",
+    suite: Annotated[
+        str | None, typer.Option("--suite", help=SUITE_HELP + " (default: the config's)")
+    ] = None,
     forecaster: Annotated[str, typer.Option(help="lstm | mlp | linear")] = "lstm",
     task: Annotated[str, typer.Option(help="task[:preset], e.g. provisioning:paper-text")] = (
         "provisioning"
@@ -31,35 +46,46 @@ def train(
         Path | None, typer.Option(help="DIFF_DIR of a diffusion model (threed, diffusion-augment).")
     ] = None,
     budget: Annotated[float | None, typer.Option(help="Robustness budget ε.")] = None,
+    device: DeviceOption = None,
     data_dir: DataDirOption = None,
     progress: ProgressOption = True,
 ) -> None:
-    """Train one forecaster with one method and save it to a model directory."""
-    from drdfl.experiment import build_suite, save_trained, train_model
+    """Train one forecaster with one method and save it to a new model directory."""
+    from drdfl.artifacts import ensure_new_model_dir
+    from drdfl.device import resolve_device
+    from drdfl.runner.steps import build_suite, save_trained, train_model
 
+    ensure_new_model_dir(out)
     cfg = load_config_file(config)
-    data = cfg.data.model_copy(update={"suite": suite})
+    chosen_device = str(resolve_device(device or cfg.device))
+    data = cfg.data if suite is None else cfg.data.model_copy(update={"suite": suite})
     if data_dir is not None:
-        data.data_dir = str(data_dir)
-    train_cfg = cfg.train if epochs is None else cfg.train.model_copy(update={"epochs": epochs})
+        data = data.model_copy(update={"data_dir": str(data_dir)})
+    update: dict[str, object] = {"device": chosen_device}
+    if epochs is not None:
+        update["epochs"] = epochs
+    train_cfg = cfg.train.model_copy(update=update)
     params = dict(cfg.method_params.get(method, {}))
     if diffusion is not None:
         params["diffusion"] = str(diffusion)
     if budget is not None:
         params["budget"] = budget
-    built = build_suite(data)
-    model, result = train_model(
-        method,
-        built,
-        task=task,
-        forecaster=forecaster,
-        train=train_cfg,
-        seed=seed,
-        method_params=params,
-        warm_start=warm_start,
-        checkpoint=out / "checkpoint.pt",
-        progress=progress,
-    )
+    with _warnings_as_lines():
+        built = build_suite(data)
+        if method == "threed" and params.get("diffusion") is None:
+            typer.echo(_reference_note(params), err=True)
+        model, result = train_model(
+            method,
+            built,
+            task=task,
+            forecaster=forecaster,
+            train=train_cfg,
+            seed=seed,
+            method_params=params,
+            warm_start=warm_start,
+            checkpoint=out / "checkpoint.pt",
+            progress=progress,
+        )
     save_trained(model, built, out)
     last = result.history[-1] if result.history else {}
     typer.echo(
@@ -81,13 +107,15 @@ def evaluate(
     ] = (False),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Evaluate a saved model; writes MODEL_DIR/eval-<suite>.csv."""
+    """Evaluate a saved model on the suite it was trained on (or --suite) and on --test
+    sets; writes MODEL_DIR/eval-<what>.csv, named after the suite and the --test files."""
     from drdfl._io import atomic_open
-    from drdfl.experiment import evaluate_model
+    from drdfl.runner.steps import evaluate_model
 
     tests = list(test or [])
-    table, windows, notes = evaluate_model(model_dir, suite, tests, data_dir, per_window)
-    label = suite or ("user" if tests else "default")
+    with _warnings_as_lines():
+        table, windows, notes = evaluate_model(model_dir, suite, tests, data_dir, per_window)
+    label = evaluation_label(suite, tests)
     with atomic_open(model_dir / f"eval-{label}.csv", "w", newline="") as handle:
         table.to_csv(handle, index=False)
     if windows is not None:
@@ -96,8 +124,55 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps({"results": table.to_dict("records"), "notes": notes}, indent=2))
         return
-    wide = table.pivot_table(index="test_set", columns="metric", values="value", sort=False)
+    # dropna=False: a metric that came out NaN is shown as such, never silently left out.
+    wide = table.pivot_table(
+        index="test_set", columns="metric", values="value", sort=False, dropna=False
+    )
     cols = ["normalized_regret", "normalized_regret_ratio", "regret", "mse", "w_distance"]
     echo_table(wide[[c for c in cols if c in wide.columns]], title=f"{model_dir} — {label}")
     for note in notes:
         typer.echo(f"note: {note}")
+
+
+def evaluation_label(suite: str | None, tests: list[str]) -> str:
+    """The name part of an evaluation's output files: the suite (``default`` for the
+    model's own) and the stems of the --test files, joined by ``+``; safe as a file name."""
+    parts = [suite] if suite else [] if tests else ["default"]
+    parts += [Path(spec).name.split(".")[0] or spec for spec in tests]
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", "+".join(parts))
+
+
+def _reference_note(params: dict[str, Any]) -> str:
+    """The one line said before threed fits its own reference model (a long, quiet stage)."""
+    from drdfl.diffusion.model import get_preset
+
+    preset = str(params.get("preset", "fast"))
+    iterations = params.get("diffusion_iterations") or get_preset(preset).train.iterations
+    per_iteration = _CPU_S_PER_ITERATION.get(preset)
+    if per_iteration is None:
+        took = "no estimate for this preset"
+    else:
+        seconds = int(iterations) * per_iteration
+        rough = f"{max(1, round(seconds))} s" if seconds < 90 else f"{round(seconds / 60)} min"
+        took = f"roughly {rough} on one CPU core"
+    return (
+        f"threed: fitting its own reference diffusion model θ₀ first (preset {preset}, "
+        f"{int(iterations):,} iterations; {took}); --diffusion DIFF_DIR reuses a fitted one"
+    )
+
+
+@contextlib.contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Warnings about the user's data print as one ``warning:`` line, as they happen."""
+    from drdfl.experiment import DegenerateDataWarning
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, DegenerateDataWarning):
+            typer.echo(f"warning: {message}", err=True)
+        else:
+            original(message, category, *args, **kwargs)
+
+    with warnings.catch_warnings():
+        original = warnings.showwarning
+        warnings.showwarning = show
+        yield

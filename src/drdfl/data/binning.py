@@ -7,7 +7,8 @@ value per interval from the first request's bin to the last one's.
 
 from __future__ import annotations
 
-import re
+import contextlib
+import warnings
 from typing import Final
 
 import numpy as np
@@ -18,31 +19,15 @@ from drdfl.errors import DataError
 DEFAULT_INTERVAL: Final = "5s"
 TOKENS: Final = ("context", "generated", "total")
 
+# Units that format_interval writes, largest first.
 _NS_PER_UNIT: Final = {
-    "ns": 1,
-    "us": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "sec": 1_000_000_000,
-    "m": 60_000_000_000,
-    "min": 60_000_000_000,
-    "h": 3_600_000_000_000,
     "d": 86_400_000_000_000,
+    "h": 3_600_000_000_000,
+    "min": 60_000_000_000,
+    "s": 1_000_000_000,
+    "ms": 1_000_000,
+    "us": 1_000,
 }
-_UNIT_ALIASES: Final = {
-    "secs": "s",
-    "second": "s",
-    "seconds": "s",
-    "mins": "min",
-    "minute": "min",
-    "minutes": "min",
-    "hr": "h",
-    "hour": "h",
-    "hours": "h",
-    "day": "d",
-    "days": "d",
-}
-_INTERVAL_RE: Final = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*$", re.IGNORECASE)
 
 # A guard against an interval far too fine for the span (e.g. 1 ms over a week): beyond
 # this many bins the series would not fit comfortably in memory.
@@ -56,19 +41,36 @@ def parse_interval(interval: str | float) -> float:
 
 
 def interval_ns(interval: str | float) -> int:
-    """Interval length in integer nanoseconds (see :func:`parse_interval`)."""
+    """Interval length in integer nanoseconds (see :func:`parse_interval`).
+
+    A string is read by :class:`pandas.Timedelta` (``5s``, ``500ms``, ``2 minutes``,
+    ``1h30min``, ``1d``), a bare number as seconds.
+    """
     expected = "expected a positive length such as 5s, 500ms, 1min or 1h"
     if isinstance(interval, bool):
         raise DataError(f"interval {interval!r} does not parse: {expected}")
+    seconds: float | None = None
     if isinstance(interval, int | float):
-        ns = round(float(interval) * 1e9) if np.isfinite(interval) else 0
+        seconds = float(interval)
     else:
-        match = _INTERVAL_RE.match(interval)
-        unit = match.group(2).lower() if match else ""
-        unit = _UNIT_ALIASES.get(unit, unit or "s")
-        if match is None or unit not in _NS_PER_UNIT:
+        with contextlib.suppress(ValueError):
+            seconds = float(interval)
+    if seconds is not None:
+        if not np.isfinite(seconds):
             raise DataError(f"interval {interval!r} does not parse: {expected}")
-        ns = round(float(match.group(1)) * _NS_PER_UNIT[unit])
+        ns = round(seconds * 1e9)
+    else:
+        try:
+            # Day units spelt "d" are deprecated in pandas' parser but are what people write.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", FutureWarning)
+                delta = pd.Timedelta(str(interval))
+        except (ValueError, OverflowError):
+            delta = pd.NaT
+        if delta is pd.NaT:
+            raise DataError(f"interval {interval!r} does not parse: {expected}")
+        ns = int(delta.value)
     if ns <= 0:
         raise DataError(f"interval {interval!r} is not positive: {expected}")
     return ns
@@ -77,9 +79,9 @@ def interval_ns(interval: str | float) -> int:
 def format_interval(seconds: float) -> str:
     """Short human form of an interval length: 5s, 500ms, 1min, 1h."""
     ns = round(seconds * 1e9)
-    for unit in ("d", "h", "min", "s", "ms", "us"):
-        if ns % _NS_PER_UNIT[unit] == 0:
-            return f"{ns // _NS_PER_UNIT[unit]}{unit}"
+    for unit, per_unit in _NS_PER_UNIT.items():
+        if ns % per_unit == 0:
+            return f"{ns // per_unit}{unit}"
     return f"{ns}ns"
 
 
@@ -117,8 +119,10 @@ class Binner:
         if self._first_bin is None:
             self._first_bin = int(bins[0])
         offset = int(bins[0]) - self._first_bin
+        # Sorted times: the chunk's last bin is its highest, so the size is known (and
+        # checked) before bincount allocates it.
+        self._reserve(int(bins[-1]) - self._first_bin + 1)
         local = np.bincount(bins - bins[0], weights=tokens)
-        self._reserve(offset + local.size)
         self._sums[offset : offset + local.size] += local
         self._used = max(self._used, offset + local.size)
         self._last_time = int(times_ns[-1])

@@ -3,18 +3,16 @@
 A name resolves to a local file in this order: the data directory (``data_dir`` argument,
 else the ``DRDFL_DATA_DIR`` environment variable), then the user cache (``DRDFL_CACHE_DIR``,
 else ``$XDG_CACHE_HOME/drdfl``, else ``~/.cache/drdfl``), then a download into the cache
-(progress bar, sha256 check, nothing left behind on failure). ``DRDFL_OFFLINE=1`` makes a
-needed download fail at once with a message that says which file to place where.
+through pooch (progress bar, sha256 check, nothing left behind on failure).
+``DRDFL_OFFLINE=1`` makes a needed download fail at once with a message that says which
+file to place where.
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
-import http.client
 import os
-import urllib.error
-import urllib.request
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +22,7 @@ from typing import Final
 
 from tqdm.auto import tqdm
 
-from drdfl._io import atomic_open
+from drdfl._io import default_file_mode
 from drdfl.errors import DataError, DatasetNotFoundError
 
 _AZURE_2023_URL: Final = "https://raw.githubusercontent.com/Azure/AzurePublicDataset/master/data"
@@ -215,9 +213,12 @@ def fetch(
 ) -> Path:
     """Download ``dataset`` into the cache and return its path there.
 
-    Streams to a temporary file, checks the length and the sha256, and only then moves it
-    into place; a failed, truncated or corrupt download leaves no file behind.
+    pooch streams it to a temporary file, checks the sha256 and only then moves it into
+    place; a failed, truncated or corrupt download leaves no file behind.
     """
+    import pooch
+    import requests
+
     if dataset.url is None:
         raise DatasetNotFoundError(
             _placement_hint(dataset, data_directory, "is not available and has no download URL")
@@ -227,72 +228,94 @@ def fetch(
             _placement_hint(dataset, data_directory, "is not available (DRDFL_OFFLINE is set)")
         )
     target = cache_dir() / dataset.path
+    bar = _Progress(dataset.filename)
+    downloader = pooch.HTTPDownloader(progressbar=bar, chunk_size=_CHUNK_BYTES, timeout=timeout_s)
+    known_hash = None if dataset.sha256 is None else f"sha256:{dataset.sha256}"
     try:
-        response = urllib.request.urlopen(dataset.url, timeout=timeout_s)
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+        pooch.retrieve(
+            dataset.url, known_hash, fname=target.name, path=target.parent, downloader=downloader
+        )
+    except requests.exceptions.ChunkedEncodingError as exc:
+        raise DataError(
+            f"download of {dataset.name} from {dataset.url} {_broken_off(exc)}; "
+            "nothing was kept, try again"
+        ) from exc
+    except requests.exceptions.HTTPError as exc:
+        reason = exc.response.reason if exc.response is not None else exc
         raise DatasetNotFoundError(
             _placement_hint(dataset, data_directory, f"cannot be downloaded ({reason})")
         ) from exc
-    with response:
-        expected_bytes = _content_length(response)
-        digest = hashlib.sha256()
-        received = 0
-        with (
-            atomic_open(target, "wb") as out,
-            tqdm(
-                total=expected_bytes,
-                unit="B",
-                unit_scale=True,
-                desc=dataset.filename,
-                disable=None,
-            ) as bar,
-        ):
-            try:
-                while chunk := response.read(_CHUNK_BYTES):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-            except (http.client.IncompleteRead, OSError) as exc:
-                raise DataError(
-                    f"download of {dataset.name} from {dataset.url} broke off after "
-                    f"{received:,} bytes ({type(exc).__name__}); nothing was kept, try again"
-                ) from exc
-            if expected_bytes is not None and received != expected_bytes:
-                raise DataError(
-                    f"download of {dataset.name} from {dataset.url} is truncated: "
-                    f"{received:,} of {expected_bytes:,} bytes; nothing was kept, try again"
-                )
-            _check_sha256(dataset, digest.hexdigest())
+    except requests.exceptions.RequestException as exc:
+        raise DatasetNotFoundError(
+            _placement_hint(dataset, data_directory, f"cannot be downloaded ({exc})")
+        ) from exc
+    except ValueError as exc:  # pooch's hash check
+        got = re.search(r"but got ([0-9a-f]+)", str(exc))
+        raise DataError(
+            f"checksum mismatch for {dataset.name} from {dataset.url}: expected sha256 "
+            f"{dataset.sha256}, got {got.group(1) if got else 'another'}; the download was "
+            "discarded"
+        ) from exc
+    finally:
+        bar.close()
+    if dataset.sha256 is None:
+        warnings.warn(
+            f"no checksum is recorded for {dataset.name}; the download is not verified",
+            stacklevel=2,
+        )
+    # pooch's temporary file is private (0600); a cached dataset is a file like any other.
+    target.chmod(default_file_mode())
     return target
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, read in 1 MiB pieces."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Hex sha256 of a file."""
+    import pooch
+
+    return pooch.file_hash(str(path), alg="sha256")
 
 
-def _check_sha256(dataset: Dataset, actual: str) -> None:
-    if dataset.sha256 is None:
-        warnings.warn(
-            f"no checksum is recorded for {dataset.name}; the download is not verified",
-            stacklevel=3,
+class _Progress:
+    """The progress bar pooch drives (pooch tests its bar for truth, which a tqdm bar
+    without a total refuses); hidden when stderr is not a terminal."""
+
+    def __init__(self, desc: str) -> None:
+        self._bar = tqdm(unit="B", unit_scale=True, desc=desc, disable=None)
+
+    @property
+    def total(self) -> float | None:
+        return self._bar.total
+
+    @total.setter
+    def total(self, value: float) -> None:
+        self._bar.total = value or None
+        self._bar.refresh()
+
+    def update(self, n: float) -> None:
+        self._bar.update(n)
+
+    def reset(self) -> None:
+        self._bar.reset(total=self._bar.total)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _broken_off(exc: Exception) -> str:
+    """What a broken-off transfer got: urllib3's IncompleteRead says how much was missing."""
+    cause: BaseException | None = exc
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        partial, expected = getattr(cause, "partial", None), getattr(cause, "expected", None)
+        if isinstance(partial, int) and isinstance(expected, int):
+            return f"is truncated: {partial:,} of {partial + expected:,} bytes"
+        cause = (
+            cause.__cause__
+            or cause.__context__
+            or next((a for a in getattr(cause, "args", ()) if isinstance(a, BaseException)), None)
         )
-    elif actual != dataset.sha256:
-        raise DataError(
-            f"checksum mismatch for {dataset.name} from {dataset.url}: expected sha256 "
-            f"{dataset.sha256}, got {actual}; the download was discarded"
-        )
-
-
-def _content_length(response: http.client.HTTPResponse) -> int | None:
-    value = response.headers.get("Content-Length")
-    return int(value) if value and value.isdigit() else None
+    return f"broke off ({exc})"
 
 
 def _placement_hint(

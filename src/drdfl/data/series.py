@@ -54,6 +54,16 @@ class Series:
             dict(self.meta),
         )
 
+    def degeneracy(self) -> str | None:
+        """Why the series cannot teach a forecaster anything (constant, all zero), or None."""
+        v = self.values
+        if len(v) == 0:
+            return "it is empty"
+        if v.max() == v.min():
+            what = "all zero" if v.max() == 0 else f"constant ({v.max():g})"
+            return f"it is {what} in all {len(v):,} intervals"
+        return None
+
     def stats(self) -> dict[str, Any]:
         """Summary numbers: rows, span, interval, mean/std/min/max."""
         v = self.values

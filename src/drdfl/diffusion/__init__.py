@@ -2,7 +2,8 @@
 
 - :mod:`~drdfl.diffusion.schedule`: noise schedules as tensors, the reverse-step formula.
 - :mod:`~drdfl.diffusion.samplers`: DDPM (ancestral) and DDIM samplers, the sampling loop.
-- :mod:`~drdfl.diffusion.trajectory`: stored transitions, their log-probabilities and ratios.
+- :mod:`~drdfl.diffusion.transitions`: the stored last steps of reverse trajectories.
+- :mod:`~drdfl.diffusion.trajectory`: log-probabilities of stored transitions and their ratios.
 - :mod:`~drdfl.diffusion.ddpm`: the denoising score-matching loss ``J(θ, S)``.
 - :mod:`~drdfl.diffusion.model`: :class:`DiffusionModel`, its configuration and presets.
 - :mod:`~drdfl.diffusion.train`: seeded training with EMA and resumable checkpoints.
@@ -23,7 +24,8 @@ from drdfl.diffusion.samplers import Sampler, get_sampler, run_reverse
 from drdfl.diffusion.schedule import NoiseSchedule
 from drdfl.diffusion.segments import cut_segments, random_segments, segments_to_windows
 from drdfl.diffusion.train import TrainResult, fit_series, train_diffusion
-from drdfl.diffusion.trajectory import Transitions, log_ratio, step_log_probs, trajectory_log_prob
+from drdfl.diffusion.trajectory import log_ratio, step_log_probs, trajectory_log_prob
+from drdfl.diffusion.transitions import Transitions
 
 __all__ = [
     "PRESETS",

@@ -14,6 +14,7 @@ import torch
 
 from drdfl.diffusion.schedule import NoiseSchedule
 from drdfl.errors import ConfigError
+from drdfl.seeding import randn
 
 if TYPE_CHECKING:
     from drdfl.diffusion.model import DiffusionModel
@@ -43,8 +44,9 @@ def denoising_loss(
     """
     lo, hi = check_t_range(t_range, schedule.T)
     batch = x0.shape[0]
-    t = torch.randint(lo, hi + 1, (batch,), generator=generator)
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    where = generator.device if generator is not None else None
+    t = torch.randint(lo, hi + 1, (batch,), generator=generator, device=where)
+    noise = randn(x0.shape, generator, x0.device, x0.dtype)
     x_t = schedule.add_noise(x0, noise, t)
     return (denoiser(x_t, t) - noise).square().mean()
 

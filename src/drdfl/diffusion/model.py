@@ -25,16 +25,16 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-import drdfl
 from drdfl._io import atomic_open, write_json
+from drdfl._version import __version__
 from drdfl.config import StrictModel, parse_model
 from drdfl.data.windows import Scaler
 from drdfl.diffusion.samplers import Sampler, get_sampler, run_reverse
 from drdfl.diffusion.schedule import NoiseSchedule
-from drdfl.diffusion.trajectory import Transitions
+from drdfl.diffusion.transitions import Transitions
 from drdfl.errors import ConfigError, ModelError
 from drdfl.models.denoiser import SegmentDenoiser
-from drdfl.seeding import torch_generator
+from drdfl.seeding import randn, torch_generator
 
 FORMAT = "drdfl-diffusion"
 FORMAT_VERSION = 1
@@ -239,7 +239,7 @@ class DiffusionModel(nn.Module):
         parts: list[Transitions] = []
         for lo in range(0, n, batch_size):
             size = min(batch_size, n - lo)
-            x_T = torch.randn(size, self.segment_length, generator=gen).to(device)
+            x_T = randn((size, self.segment_length), gen, device)
             x0, tr = run_reverse(
                 self.eps, self.schedule, rule, x_T, steps, gen, keep_last, progress
             )
@@ -280,7 +280,7 @@ class DiffusionModel(nn.Module):
         payload = {
             "format": FORMAT,
             "version": FORMAT_VERSION,
-            "drdfl": drdfl.__version__,
+            "drdfl": __version__,
             "config": self.config.model_dump(mode="json"),
             "scaler": None if self.scaler is None else self.scaler.to_dict(),
             "state_dict": {k: v.detach().cpu() for k, v in self.denoiser.state_dict().items()},

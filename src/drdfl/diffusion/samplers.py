@@ -27,8 +27,9 @@ import torch
 from tqdm.auto import tqdm
 
 from drdfl.diffusion.schedule import NoiseSchedule
-from drdfl.diffusion.trajectory import Transitions
+from drdfl.diffusion.transitions import Transitions
 from drdfl.errors import ConfigError
+from drdfl.seeding import randn
 
 if TYPE_CHECKING:
     from drdfl.diffusion.model import DiffusionModel
@@ -76,8 +77,7 @@ class Sampler:
         mean, std = schedule.reverse_mean_std(x_t, eps, t, s, self.eta)
         if self.eta == 0.0:
             return mean
-        noise = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype, device=x_t.device)
-        return mean + std * noise
+        return mean + std * randn(x_t.shape, generator, x_t.device, x_t.dtype)
 
 
 def get_sampler(name: str, eta: float | None = None) -> Sampler:

@@ -25,6 +25,7 @@ from drdfl._io import atomic_open, write_text
 from drdfl.config import parse_model
 from drdfl.data.series import Series
 from drdfl.data.windows import Scaler
+from drdfl.device import resolve_device
 from drdfl.diffusion.ddpm import check_t_range, denoising_loss
 from drdfl.diffusion.model import DiffusionModel, DiffusionModelConfig, DiffusionTrainConfig
 from drdfl.diffusion.model import check_config as check_model_config
@@ -206,18 +207,20 @@ def fit_series(
     out_dir: str | Path | None = None,
     time_budget_s: float | None = None,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> tuple[DiffusionModel, TrainResult]:
     """Fit a :class:`Scaler` and a new diffusion model to a training series (real units).
 
     With ``out_dir`` the run checkpoints there and the trained model is saved there along
-    with the normalized training series (for later evaluation) and the loss history.
+    with the normalized training series (for later evaluation) and the loss history. The
+    model is trained on ``device`` and returned there.
     """
     name = series.name if isinstance(series, Series) else "training series"
     raw = series.values if isinstance(series, Series) else series
     raw = check_series(raw, model_config.segment_length, name)
     scaler = Scaler.fit(raw)
     values = scaler.transform(raw)
-    model = DiffusionModel(model_config, scaler)
+    model = DiffusionModel(model_config, scaler).to(resolve_device(device))
     result = train_diffusion(model, values, train_config, out_dir, time_budget_s, progress, name)
     if out_dir is not None:
         out = Path(out_dir)

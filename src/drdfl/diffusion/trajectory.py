@@ -9,81 +9,27 @@ samples and steps with one denoiser call, and differentiably in the model's para
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
-if TYPE_CHECKING:
-    from drdfl.diffusion.model import DiffusionModel
+from drdfl.diffusion.schedule import NoiseSchedule
+from drdfl.diffusion.transitions import Transitions
+
+__all__ = ["ReverseModel", "Transitions", "log_ratio", "step_log_probs", "trajectory_log_prob"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
 
-@dataclass(frozen=True)
-class Transitions:
-    """The last ``K`` reverse steps of ``n`` trajectories, in the model's data space.
+class ReverseModel(Protocol):
+    """What scoring a transition needs of a model: its noise prediction and its schedule."""
 
-    ``states [n, K + 1, L]`` holds ``x_{t_0}, x_{t_1}, …, x_{t_K}`` for the visited
-    timesteps ``timesteps [K + 1]`` (descending, ``t_K = 0`` is the sample itself); step
-    ``k`` goes from ``x_t = states[:, k]`` at ``t = timesteps[k]`` to
-    ``x_s = states[:, k + 1]`` at ``s = timesteps[k + 1]``. ``eta`` is the stochasticity
-    of the sampler that drew them (1 for DDPM).
-    """
+    schedule: NoiseSchedule
 
-    states: torch.Tensor
-    timesteps: torch.Tensor
-    eta: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.states.ndim != 3 or self.states.shape[1] != self.timesteps.shape[0]:
-            raise ValueError(
-                f"transitions: states {tuple(self.states.shape)} do not match "
-                f"{self.timesteps.shape[0]} timesteps"
-            )
-
-    def __len__(self) -> int:
-        return int(self.states.shape[0])
-
-    @property
-    def n_steps(self) -> int:
-        """Number of stored transitions per trajectory (``K``)."""
-        return int(self.timesteps.shape[0] - 1)
-
-    @property
-    def x_t(self) -> torch.Tensor:
-        """Sources of the steps, ``[n, K, L]``."""
-        return self.states[:, :-1]
-
-    @property
-    def x_prev(self) -> torch.Tensor:
-        """Targets of the steps (``x_{t-1}`` for DDPM), ``[n, K, L]``."""
-        return self.states[:, 1:]
-
-    @property
-    def t(self) -> torch.Tensor:
-        """Timestep of each step's source, ``[K]``."""
-        return self.timesteps[:-1]
-
-    @property
-    def s(self) -> torch.Tensor:
-        """Timestep of each step's target, ``[K]``."""
-        return self.timesteps[1:]
-
-    @property
-    def samples(self) -> torch.Tensor:
-        """The final states ``x_0`` of the trajectories, ``[n, L]``."""
-        return self.states[:, -1]
-
-    def subset(self, index: torch.Tensor | slice) -> Transitions:
-        """The trajectories selected by ``index`` (e.g. a minibatch)."""
-        return Transitions(self.states[index], self.timesteps, self.eta)
-
-    def to(self, device: str | torch.device) -> Transitions:
-        return Transitions(self.states.to(device), self.timesteps, self.eta)
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor: ...
 
 
-def step_log_probs(model: DiffusionModel, transitions: Transitions) -> torch.Tensor:
+def step_log_probs(model: ReverseModel, transitions: Transitions) -> torch.Tensor:
     """``log N(x_s; μ_θ(x_t, t), σ_t² I)`` of every stored step, ``[n, K]``.
 
     One denoiser call scores all ``n · K`` steps. A step whose σ is 0 (the last DDPM step
@@ -106,7 +52,7 @@ def step_log_probs(model: DiffusionModel, transitions: Transitions) -> torch.Ten
     return torch.where(stochastic.squeeze(-1), per_step, torch.zeros_like(per_step)).reshape(n, k)
 
 
-def trajectory_log_prob(model: DiffusionModel, transitions: Transitions) -> torch.Tensor:
+def trajectory_log_prob(model: ReverseModel, transitions: Transitions) -> torch.Tensor:
     """``Σ_t log N(x_{t-1}; μ_θ(x_t, t), σ_t² I)`` over the stored steps, one value per trajectory.
 
     Differentiable in the model's parameters; shape ``[n]``.
@@ -115,7 +61,7 @@ def trajectory_log_prob(model: DiffusionModel, transitions: Transitions) -> torc
 
 
 def log_ratio(
-    model: DiffusionModel, ref_model: DiffusionModel, transitions: Transitions
+    model: ReverseModel, ref_model: ReverseModel, transitions: Transitions
 ) -> torch.Tensor:
     """``log p_θ(τ) − log p_θ₀(τ)`` of each stored trajectory τ, ``[n]``.
 

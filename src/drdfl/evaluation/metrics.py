@@ -8,6 +8,7 @@ agree by construction.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -49,21 +50,65 @@ class WindowScores:
         )
 
 
-@torch.no_grad()
+def unique_windows(windows: Windows) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, inverse)``: the index of the first occurrence of each distinct window
+    (inputs and targets alike, in order of appearance) and, for every window, the position
+    of its distinct copy in ``first``.
+
+    Tiled test files repeat the same windows many times; scoring each distinct one once
+    and broadcasting the results gives the same numbers for a fraction of the work.
+    """
+    rows = np.ascontiguousarray(np.concatenate([windows.x, windows.y], axis=1))
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # keep the windows' own order
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.shape[0])
+    return first[order], rank[inverse.reshape(-1)]
+
+
+def forecaster_device(forecaster: nn.Module) -> torch.device:
+    """The device of the forecaster's parameters (the CPU for one without parameters)."""
+    param = next(forecaster.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+@torch.inference_mode()
 def score_windows(
     forecaster: nn.Module,
     windows: Windows,
     scaler: Scaler,
     task: DecisionTask,
-    chunk: int = 16384,
-    device: str | torch.device = "cpu",
+    chunk: int = 2048,
+    device: str | torch.device | None = None,
+    dedupe: bool = True,
 ) -> WindowScores:
-    """Forecast every window, decide, and price the decision against the truth."""
+    """Forecast every window, decide, and price the decision against the truth.
+
+    Runs on ``device`` (default: where the forecaster is); with ``dedupe`` each distinct
+    window is scored once (see :func:`unique_windows`). The forecaster sees batches of
+    exactly ``chunk`` windows (the last one padded): matrix kernels round differently for
+    different batch sizes, and a fixed size keeps a window's numbers independent of which
+    other windows are scored with it, so deduplication changes no number.
+    """
+    device = forecaster_device(forecaster) if device is None else torch.device(device)
     forecaster.eval()
-    x, y = windows.tensors(device)
+    scored = windows
+    inverse: np.ndarray | None = None
+    if dedupe and len(windows):
+        first, inverse = unique_windows(windows)
+        if first.shape[0] < len(windows):
+            scored = windows.subset(first)
+        else:
+            inverse = None
+    x, y = scored.tensors(device)
     preds, decisions, regrets, optimal = [], [], [], []
     for i in range(0, x.shape[0], chunk):
-        pred = forecaster(x[i : i + chunk])
+        batch = x[i : i + chunk]
+        rows = batch.shape[0]
+        if rows < chunk:
+            batch = torch.cat([batch, batch[:1].expand(chunk - rows, -1)])
+        pred = forecaster(batch)[:rows]
         y_hat = scaler.inverse_transform(pred)
         y_true = scaler.inverse_transform(y[i : i + chunk])
         dec = task.decide(y_hat)
@@ -73,36 +118,57 @@ def score_windows(
         regrets.append(task.cost(dec, y_true) - opt)
         optimal.append(opt)
     pred = torch.cat(preds)
+
+    def host(t: torch.Tensor) -> np.ndarray:
+        values = t.cpu().numpy().astype(np.float64)
+        return values if inverse is None else values[inverse]
+
     return WindowScores(
         start=np.asarray(windows.start),
-        prediction=scaler.inverse_transform(pred).cpu().numpy().astype(np.float64),
-        truth=scaler.inverse_transform(y).cpu().numpy().astype(np.float64),
-        decision=torch.cat(decisions).cpu().numpy().astype(np.float64),
-        regret=torch.cat(regrets).cpu().numpy().astype(np.float64),
-        optimal_cost=torch.cat(optimal).cpu().numpy().astype(np.float64),
-        sq_err=(pred - y).pow(2).mean(dim=-1).cpu().numpy().astype(np.float64),
+        prediction=host(scaler.inverse_transform(pred)),
+        truth=host(scaler.inverse_transform(y)),
+        decision=host(torch.cat(decisions)),
+        regret=host(torch.cat(regrets)),
+        optimal_cost=host(torch.cat(optimal)),
+        sq_err=host((pred - y).pow(2).mean(dim=-1)),
     )
 
 
-def paper_normalized_regret(regret: np.ndarray, optimal_cost: np.ndarray, batch: int = 64) -> float:
-    """Normalized regret as the paper's code computes it.
+class NormalizedRegret(NamedTuple):
+    """The paper's normalized regret with how many blocks it rests on."""
+
+    value: float
+    #: complete blocks of ``batch`` windows
+    blocks: int
+    #: complete blocks left out because their perfect decisions earn nothing
+    dropped: int
+
+
+def paper_normalized_regret(
+    regret: np.ndarray, optimal_cost: np.ndarray, batch: int = 64
+) -> NormalizedRegret:
+    """Normalized regret as the paper's code computes it, with the blocks it dropped.
 
     Windows are taken in consecutive blocks of ``batch`` (one optimiser step of the paper's
-    loaders; an incomplete last block is dropped, as its ``drop_last`` does); per block
+    loaders; an incomplete last block is left out, as its ``drop_last`` does); per block
     ``mean(regret) / -mean(optimal_cost)``; then the mean over blocks. Blocks whose
     perfect decisions earn nothing (``mean(optimal_cost) >= 0``: demand below the task's
-    minimum capacity) have no meaningful ratio and are left out. For the ``paper`` suite
-    the windows come in the paper's order, so the blocks are exactly its steps.
+    minimum capacity) have no meaningful ratio: they are left out and counted in
+    ``dropped``. The value is NaN when no block is left or any window's regret or
+    optimal cost is not finite. For the ``paper`` suite the windows come in the paper's
+    order, so the blocks are exactly its steps.
     """
     n = (regret.shape[0] // batch) * batch
-    if n == 0:
-        return float("nan")
+    blocks = n // batch
+    if n == 0 or not (np.isfinite(regret[:n]).all() and np.isfinite(optimal_cost[:n]).all()):
+        return NormalizedRegret(float("nan"), blocks, 0)
     r = regret[:n].reshape(-1, batch).mean(axis=1)
     value = -optimal_cost[:n].reshape(-1, batch).mean(axis=1)
     valid = value > 0
+    dropped = int(blocks - valid.sum())
     if not valid.any():
-        return float("nan")
-    return float(np.mean(r[valid] / value[valid]))
+        return NormalizedRegret(float("nan"), blocks, dropped)
+    return NormalizedRegret(float(np.mean(r[valid] / value[valid])), blocks, dropped)
 
 
 def ratio_normalized_regret(regret: np.ndarray, optimal_cost: np.ndarray) -> float:
@@ -120,25 +186,30 @@ def cvar(values: np.ndarray, alpha: float = 0.9) -> float:
     return float(v[:k].mean())
 
 
-def bootstrap_ci(
+def block_bootstrap_ci(
     values: np.ndarray, level: float = 0.95, n_boot: int = 1000, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean of ``values``."""
+) -> tuple[float, float, int]:
+    """Moving-block bootstrap percentile interval of the mean of a serially dependent series.
+
+    Consecutive test windows overlap and are autocorrelated, so resampling them one by one
+    understates the uncertainty; blocks of consecutive values keep that dependence. The
+    block length is Politis & White's (2004) automatic choice for the circular/moving
+    block bootstrap (at least 1). Returns ``(low, high, block_length)``; NaN bounds when
+    fewer than two values are given or any value is not finite, and a zero-width
+    interval for a constant series.
+    """
+    from arch.bootstrap import MovingBlockBootstrap, optimal_block_length
+
     v = np.asarray(values, dtype=np.float64)
-    if v.shape[0] < 2:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    n = v.shape[0]
-    # Replicates in chunks keep memory at a few million indices whatever n is.
-    per_chunk = max(1, 2_000_000 // n)
-    means = np.concatenate(
-        [
-            v[rng.integers(0, n, size=(min(per_chunk, n_boot - i), n))].mean(axis=1)
-            for i in range(0, n_boot, per_chunk)
-        ]
-    )
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+    if v.shape[0] < 2 or not np.isfinite(v).all():
+        return float("nan"), float("nan"), 0
+    if np.ptp(v) == 0:
+        return float(v[0]), float(v[0]), 1
+    estimate = float(optimal_block_length(v)["circular"].iloc[0])
+    block = int(np.clip(np.ceil(estimate), 1, v.shape[0])) if np.isfinite(estimate) else 1
+    resampler = MovingBlockBootstrap(block, v, seed=np.random.default_rng(seed))
+    low, high = resampler.conf_int(np.mean, reps=n_boot, method="percentile", size=level)
+    return float(low[0]), float(high[0]), block
 
 
 def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -156,15 +227,26 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
 def summarize(
     scores: WindowScores, alpha: float = 0.9, batch: int = 64, n_boot: int = 1000, seed: int = 0
 ) -> dict[str, float]:
-    """The standard metrics of one test set, as ``metric -> value``."""
-    lo, hi = bootstrap_ci(scores.regret, n_boot=n_boot, seed=seed)
+    """The standard metrics of one test set, as ``metric -> value``.
+
+    ``regret_ci_low``/``regret_ci_high`` bound the mean regret over this test set's
+    windows (moving-block bootstrap, :func:`block_bootstrap_ci`); they say how much the
+    finite, autocorrelated test set moves the mean, not how much training varies.
+    """
+    lo, hi, block = block_bootstrap_ci(scores.regret, n_boot=n_boot, seed=seed)
+    normalized = paper_normalized_regret(scores.regret, scores.optimal_cost, batch)
+    finite = np.isfinite(scores.regret) & np.isfinite(scores.optimal_cost)
     return {
         "mse": float(scores.sq_err.mean()),
         "regret": float(scores.regret.mean()),
         "regret_ci_low": lo,
         "regret_ci_high": hi,
-        "normalized_regret": paper_normalized_regret(scores.regret, scores.optimal_cost, batch),
+        "regret_ci_block": float(block),
+        "normalized_regret": normalized.value,
+        "normalized_regret_blocks": float(normalized.blocks),
+        "normalized_regret_dropped": float(normalized.dropped),
         "normalized_regret_ratio": ratio_normalized_regret(scores.regret, scores.optimal_cost),
         f"regret_cvar{round(alpha * 100)}": cvar(scores.regret, alpha),
         "windows": float(len(scores)),
+        "nonfinite_windows": float((~finite).sum()),
     }

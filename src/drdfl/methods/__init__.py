@@ -13,14 +13,17 @@ from drdfl.methods.registry import METHODS, get_spec
 
 if TYPE_CHECKING:
     from drdfl.methods.augment import (
+        BurstAugmentMethod,
         CutoutAugmentMethod,
         DiffusionAugmentMethod,
         GaussianAugmentMethod,
+        LevelAugmentMethod,
         PerlinAugmentMethod,
     )
     from drdfl.methods.base import FitResult, Method, TrainingData
     from drdfl.methods.dro import Chi2DROMethod, CVaRMethod, KLDROMethod
     from drdfl.methods.pto import DFLMethod, MSEMethod
+    from drdfl.methods.revin import RevINDFLMethod
     from drdfl.methods.threed import ThreeDLearning
     from drdfl.methods.trainer import TrainedMethod
     from drdfl.methods.wdro import WDROMethod
@@ -41,6 +44,9 @@ _LAZY = {
     "PerlinAugmentMethod": "drdfl.methods.augment",
     "CutoutAugmentMethod": "drdfl.methods.augment",
     "DiffusionAugmentMethod": "drdfl.methods.augment",
+    "LevelAugmentMethod": "drdfl.methods.augment",
+    "BurstAugmentMethod": "drdfl.methods.augment",
+    "RevINDFLMethod": "drdfl.methods.revin",
 }
 
 
@@ -58,6 +64,7 @@ def get_method(name: str, **kwargs: Any) -> TrainedMethod:
 
 __all__ = [
     "METHODS",
+    "BurstAugmentMethod",
     "CVaRMethod",
     "Chi2DROMethod",
     "CutoutAugmentMethod",
@@ -66,9 +73,11 @@ __all__ = [
     "FitResult",
     "GaussianAugmentMethod",
     "KLDROMethod",
+    "LevelAugmentMethod",
     "MSEMethod",
     "Method",
     "PerlinAugmentMethod",
+    "RevINDFLMethod",
     "ThreeDLearning",
     "TrainedMethod",
     "TrainingData",

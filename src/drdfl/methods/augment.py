@@ -3,6 +3,10 @@
 * ``augment-gaussian``, ``augment-perlin``, ``augment-cutout``: the training windows plus
   the same windows cut from corrupted copies of the training series (the paper's
   augmentation baselines);
+* ``augment-level``, ``augment-burst``: every epoch, each training window (inputs and
+  target together) with its demand level scaled, or its deviations from a moving mean
+  scaled, by a factor drawn per window — the level and burstiness shifts a workload
+  change brings, without a generative model;
 * ``diffusion-augment``: real windows mixed with windows of segments sampled from the
   reference diffusion model θ₀ — 3D-Learning without its adversary, the ablation that
   separates "more data" from "worst-case data".
@@ -11,6 +15,7 @@
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -42,6 +47,23 @@ def _subsample(n: int, k: int, generator: torch.Generator) -> torch.Tensor:
     if k <= n:
         return torch.randperm(n, generator=generator)[:k]
     return torch.randint(0, n, (k,), generator=generator)
+
+
+def _window_slots(
+    name: str, data: TrainingData, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Series slot of every input ``[N, w]`` and target ``[N, h]`` of the training windows."""
+    train = data.train
+    need = int(train.start.max()) + train.window + train.horizon if len(train) else 0
+    if need > len(data.series):
+        raise DataError(
+            f"{name}: training windows reach slot {need - 1} but the training series "
+            f"has {len(data.series)} slots; windows must be cut from TrainingData.series"
+        )
+    start = torch.as_tensor(train.start, dtype=torch.long, device=device)[:, None]
+    x_index = start + torch.arange(train.window, device=device)
+    y_index = start + train.window + torch.arange(train.horizon, device=device)
+    return x_index, y_index
 
 
 # ------------------------------------------------------------------------- corruptions
@@ -95,18 +117,8 @@ class CorruptionAugmentMethod(TrainedMethod):
         forecaster: nn.Module,
         generator: torch.Generator,
     ) -> None:
-        train = data.train
-        need = int(train.start.max()) + train.window + train.horizon if len(train) else 0
-        if need > len(data.series):
-            raise DataError(
-                f"{self.name}: training windows reach slot {need - 1} but the training series "
-                f"has {len(data.series)} slots; windows must be cut from TrainingData.series"
-            )
         self._real_series = data.scaler.inverse_transform(np.asarray(data.series, np.float64))
-        # slot index of every input and target value of every training window
-        start = torch.as_tensor(train.start, dtype=torch.long, device=self._x.device)[:, None]
-        self._x_index = start + torch.arange(train.window, device=self._x.device)
-        self._y_index = start + train.window + torch.arange(train.horizon, device=self._x.device)
+        self._x_index, self._y_index = _window_slots(self.name, data, self._x.device)
         self._epoch_data = self._augmented(generator)
 
     def _augmented(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,6 +162,151 @@ class CutoutAugmentMethod(CorruptionAugmentMethod):
     name = "augment-cutout"
     corruption = "cutout"
     max_level = 1.0
+
+
+# ------------------------------------------------------------------------- window factors
+class WindowFactorParams(StrictModel):
+    """Hyperparameters shared by the per-window factor augmentations."""
+
+    low: float = Field(gt=0, description="smallest factor")
+    high: float = Field(gt=0, description="largest factor")
+    real_fraction: float = Field(
+        0.0, ge=0, lt=1, description="share of windows left unchanged each epoch"
+    )
+
+
+class LevelAugmentParams(WindowFactorParams):
+    """Hyperparameters of ``augment-level``."""
+
+    low: float = Field(0.25, gt=0, description="smallest level factor")
+    high: float = Field(4.0, gt=0, description="largest level factor")
+
+
+class BurstAugmentParams(WindowFactorParams):
+    """Hyperparameters of ``augment-burst``."""
+
+    low: float = Field(0.5, gt=0, description="smallest deviation factor")
+    high: float = Field(2.0, gt=0, description="largest deviation factor")
+    span: int = Field(13, ge=2, description="slots of the centred moving mean")
+
+
+class WindowFactorAugmentMethod(TrainedMethod):
+    """DFL where every epoch transforms each training window by its own random factor.
+
+    Factors are drawn log-uniformly from ``[low, high]`` afresh every epoch, one per
+    window (its inputs and target share it); ``real_fraction`` of the windows, chosen at
+    random each epoch, keep factor 1. An epoch has as many windows as DFL's.
+    """
+
+    Params = WindowFactorParams
+
+    def __init__(
+        self,
+        train: TrainConfig | None = None,
+        checkpoint: str | Path | None = None,
+        progress: bool = False,
+        **params: Any,
+    ) -> None:
+        super().__init__(train, checkpoint, progress, **params)
+        p = self.params
+        if p.high < p.low:
+            raise ConfigError(
+                f"method_params.{self.name}.high: must be at least low = {p.low!r} (got {p.high!r})"
+            )
+
+    def factors(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Per-window factors ``[n, 1]``: log-uniform on ``[low, high]``, some set to 1."""
+        p = self.params
+        log_low, log_high = math.log(p.low), math.log(p.high)
+        u = torch.rand(n, 1, generator=generator, dtype=torch.float64)
+        factor = torch.exp(log_low + (log_high - log_low) * u)
+        kept = round(p.real_fraction * n)
+        if kept:
+            factor[_subsample(n, kept, generator)] = 1.0
+        return factor.to(self._x.dtype).to(self._x.device)
+
+    @abstractmethod
+    def transform(self, factor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training windows ``(x, y)`` (normalized) transformed by ``factor [N, 1]``."""
+
+    def epoch_windows(
+        self, epoch: int, forecaster: nn.Module, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(self.factors(self._x.shape[0], generator))
+
+
+class LevelAugmentMethod(WindowFactorAugmentMethod):
+    """Level scaling: each window's demand in real units multiplied by its factor.
+
+    Demand ``z`` becomes ``s·z``, so zero stays zero and a window keeps its shape; in
+    normalized units that is the affine map ``u ↦ s·u + (s − 1)·lo / span``. Default
+    range ``[1/4, 4]``.
+    """
+
+    name = "augment-level"
+    Params = LevelAugmentParams
+
+    def prepare(
+        self,
+        data: TrainingData,
+        task: DecisionTask,
+        forecaster: nn.Module,
+        generator: torch.Generator,
+    ) -> None:
+        self._x_real = data.scaler.inverse_transform(self._x)
+        self._y_real = data.scaler.inverse_transform(self._y)
+
+    def transform(self, factor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scaler = self._scaler
+        return scaler.transform(factor * self._x_real), scaler.transform(factor * self._y_real)
+
+
+class BurstAugmentMethod(WindowFactorAugmentMethod):
+    """Burstiness scaling: deviations from a moving mean of the series scaled per window.
+
+    With ``m`` the centred moving mean of the training series over ``span`` slots
+    (truncated at its ends), a window's values become ``m + s·(x − m)`` — inputs and
+    target alike — clipped at zero demand. Levels stay; bursts grow (``s > 1``) or
+    smooth out (``s < 1``). Default range ``[1/2, 2]``, span 13 slots.
+    """
+
+    name = "augment-burst"
+    Params = BurstAugmentParams
+
+    def prepare(
+        self,
+        data: TrainingData,
+        task: DecisionTask,
+        forecaster: nn.Module,
+        generator: torch.Generator,
+    ) -> None:
+        x_index, y_index = _window_slots(self.name, data, self._x.device)
+        mean = torch.as_tensor(
+            moving_mean(np.asarray(data.series, np.float64), self.params.span),
+            dtype=self._x.dtype,
+            device=self._x.device,
+        )
+        self._x_mean, self._y_mean = mean[x_index], mean[y_index]
+        self._floor = float(data.scaler.transform(0.0))
+
+    def transform(self, factor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mx, my = self._x_mean, self._y_mean
+        x = (mx + factor * (self._x - mx)).clamp_min(self._floor)
+        y = (my + factor * (self._y - my)).clamp_min(self._floor)
+        return x, y
+
+
+def moving_mean(values: np.ndarray, span: int) -> np.ndarray:
+    """Centred moving mean over ``span`` slots (``span // 2`` before, the rest after),
+    averaging only the slots that exist at the series' ends."""
+    n = values.shape[0]
+    before = span // 2
+    after = span - 1 - before
+    total = np.concatenate([[0.0], np.cumsum(values)])
+    index = np.arange(n)
+    lo = np.maximum(index - before, 0)
+    hi = np.minimum(index + after + 1, n)
+    return (total[hi] - total[lo]) / (hi - lo)
 
 
 # ------------------------------------------------------------------------- diffusion
@@ -255,9 +412,13 @@ class DiffusionAugmentMethod(TrainedMethod):
 
 
 __all__ = [
+    "BurstAugmentMethod",
     "CorruptionAugmentMethod",
     "CutoutAugmentMethod",
     "DiffusionAugmentMethod",
     "GaussianAugmentMethod",
+    "LevelAugmentMethod",
     "PerlinAugmentMethod",
+    "WindowFactorAugmentMethod",
+    "moving_mean",
 ]

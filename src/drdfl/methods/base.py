@@ -11,27 +11,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import numpy as np
 from torch import nn
 
-from drdfl.data.windows import Scaler, Windows
+from drdfl.data.training import TrainingData
 from drdfl.tasks.base import DecisionTask
 
-
-@dataclass
-class TrainingData:
-    """What a method may train on.
-
-    ``train``/``val`` are windows in normalized units; ``series`` is the normalized training
-    series itself (for generative models and augmentations that act on the series);
-    ``scaler`` maps normalized units back to the task's real units.
-    """
-
-    train: Windows
-    val: Windows | None
-    scaler: Scaler
-    series: np.ndarray
-    interval_s: float = 5.0
+__all__ = ["FitResult", "Method", "TrainingData"]
 
 
 @dataclass

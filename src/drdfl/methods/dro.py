@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 from pydantic import Field
+from scipy.optimize import minimize_scalar
 from torch import nn
 
 from drdfl.config import StrictModel, TrainConfig
@@ -35,8 +36,9 @@ from drdfl.tasks.base import DecisionTask
 
 #: smallest KL temperature λ; keeps ``ℓ/λ`` finite (logsumexp handles the large values)
 LAMBDA_FLOOR = 1e-6
-#: golden-section iterations for the exact 1-D dual solves (interval shrinks by 0.618 each)
-_GOLDEN_STEPS = 200
+#: tolerance (relative to the search interval) and iteration cap of the exact 1-D dual solves
+_XATOL = 1e-12
+_MAX_ITER = 500
 #: windows scored per forward pass when re-solving the dual on the whole training set
 _CHUNK = 8192
 
@@ -62,24 +64,15 @@ def chi2_dual(losses: torch.Tensor, eta: torch.Tensor | float, radius: float) ->
 
 
 # ---------------------------------------------------------------------------- exact solves
-def _golden_section(fn: Callable[[float], float], lo: float, hi: float) -> float:
-    """Minimiser of a unimodal ``fn`` on ``[lo, hi]``."""
-    inv_phi = (math.sqrt(5.0) - 1.0) / 2.0
-    a, b = lo, hi
-    c, d = b - inv_phi * (b - a), a + inv_phi * (b - a)
-    fc, fd = fn(c), fn(d)
-    for _ in range(_GOLDEN_STEPS):
-        if b - a <= 1e-15 * max(1.0, abs(a), abs(b)):
-            break
-        if fc <= fd:
-            b, d, fd = d, c, fc
-            c = b - inv_phi * (b - a)
-            fc = fn(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + inv_phi * (b - a)
-            fd = fn(d)
-    return (a + b) / 2.0
+def _minimise_on(fn: Callable[[float], float], lo: float, hi: float) -> float:
+    """Minimiser of a unimodal ``fn`` on ``[lo, hi]`` (bounded Brent search)."""
+    result = minimize_scalar(
+        fn,
+        bounds=(lo, hi),
+        method="bounded",
+        options={"xatol": _XATOL * max(1.0, hi - lo), "maxiter": _MAX_ITER},
+    )
+    return float(result.x)
 
 
 def kl_solve(losses: torch.Tensor, radius: float) -> float:
@@ -91,7 +84,7 @@ def kl_solve(losses: torch.Tensor, radius: float) -> float:
     z = losses.detach().double()
     spread = float(z.max() - z.mean())
     hi = spread / radius + 2.0 * LAMBDA_FLOOR
-    log_lam = _golden_section(
+    log_lam = _minimise_on(
         lambda t: float(kl_dual(z, math.exp(t), radius)), math.log(LAMBDA_FLOOR), math.log(hi)
     )
     return max(math.exp(log_lam), LAMBDA_FLOOR)
@@ -115,7 +108,7 @@ def chi2_solve(losses: torch.Tensor, radius: float) -> float:
     unclipped = float(z.mean() - z.std(correction=0) / math.sqrt(2.0 * radius))
     if unclipped <= float(z.min()):
         return unclipped
-    return _golden_section(lambda e: float(chi2_dual(z, e, radius)), float(z.min()), float(z.max()))
+    return _minimise_on(lambda e: float(chi2_dual(z, e, radius)), float(z.min()), float(z.max()))
 
 
 def kl_robust_loss(losses: torch.Tensor, radius: float) -> torch.Tensor:

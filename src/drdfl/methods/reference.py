@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from pydantic import ConfigDict, Field, field_validator
 
 from drdfl.config import StrictModel
 from drdfl.data.windows import ArrayT, Scaler
+from drdfl.device import resolve_device
 from drdfl.diffusion.model import DiffusionModel, get_preset
 from drdfl.diffusion.train import fit_series
 
@@ -38,22 +40,25 @@ def reference_model(
     iterations: int | None = None,
     seed: int = 0,
     progress: bool = False,
+    device: str | torch.device = "cpu",
 ) -> DiffusionModel:
     """``diffusion`` itself, loaded from a directory, or fitted to ``series`` with ``preset``.
 
     ``series`` is the training series in real units; the fitted model carries its own
     scaler, so its samples map to real units like those of a model trained by
-    ``drdfl diffusion train``.
+    ``drdfl diffusion train``. The model is returned on ``device`` (and fitted there).
     """
     if isinstance(diffusion, DiffusionModel):
-        return diffusion
+        return diffusion.to(resolve_device(device))
     if diffusion is not None:
-        return DiffusionModel.load(diffusion)
+        return DiffusionModel.load(diffusion).to(resolve_device(device))
     p = get_preset(preset)
     update: dict[str, object] = {"seed": seed}
     if iterations is not None:
         update["iterations"] = iterations
-    model, _ = fit_series(series, p.model, p.train.model_copy(update=update), progress=progress)
+    model, _ = fit_series(
+        series, p.model, p.train.model_copy(update=update), progress=progress, device=device
+    )
     return model
 
 

@@ -18,11 +18,9 @@ import importlib
 import re
 import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from drdfl.config import StrictModel, TrainConfig
-    from drdfl.methods.trainer import TrainedMethod
+from pydantic import BaseModel
 
 #: Okabe & Ito (2008), "Color Universal Design": a colour-blind-safe palette
 OKABE_ITO = {
@@ -66,24 +64,25 @@ class MethodSpec:
     history: dict[str, str] = field(default_factory=dict)
 
     @property
-    def cls(self) -> type[TrainedMethod]:
-        """The method class (imported on first use)."""
+    def cls(self) -> Any:
+        """The :class:`~drdfl.methods.trainer.TrainedMethod` subclass (imported on first use)."""
         module, _, name = self.target.partition(":")
         return getattr(importlib.import_module(module), name)
 
     @property
-    def params_model(self) -> type[StrictModel]:
+    def params_model(self) -> type[BaseModel]:
         """The pydantic model of the method's hyperparameters."""
         return self.cls.Params
 
     def build(
         self,
-        train: TrainConfig | None = None,
+        train: Any = None,
         params: dict[str, Any] | None = None,
         checkpoint: Any = None,
         progress: bool = False,
-    ) -> TrainedMethod:
-        """The method configured with ``params`` (validated by :attr:`params_model`)."""
+    ) -> Any:
+        """The method (a :class:`~drdfl.methods.trainer.TrainedMethod`) configured with the
+        training settings ``train`` and ``params`` (validated by :attr:`params_model`)."""
         return self.cls(train=train, checkpoint=checkpoint, progress=progress, **(params or {}))
 
 
@@ -111,6 +110,15 @@ REGISTRY: tuple[MethodSpec, ...] = (
         "drdfl.methods.pto:DFLMethod",
         "decision-focused learning on the real windows",
         OKABE_ITO["blue"],
+        warm_start=False,
+    ),
+    MethodSpec(
+        "revin-dfl",
+        "drdfl.methods.revin:RevINDFLMethod",
+        "DFL with the forecaster behind reversible instance normalization (RevIN)",
+        OKABE_ITO["blue"],
+        hatch="//",
+        # a DFL model's weights mean something else once each window is standardized
         warm_start=False,
     ),
     MethodSpec(
@@ -190,6 +198,20 @@ REGISTRY: tuple[MethodSpec, ...] = (
         "DFL with cutout copies of the training series",
         OKABE_ITO["orange"],
         hatch="..",
+    ),
+    MethodSpec(
+        "augment-level",
+        "drdfl.methods.augment:LevelAugmentMethod",
+        "DFL on windows with their demand level scaled by a log-uniform factor",
+        OKABE_ITO["orange"],
+        hatch="\\\\",
+    ),
+    MethodSpec(
+        "augment-burst",
+        "drdfl.methods.augment:BurstAugmentMethod",
+        "DFL on windows with their deviations from a moving mean scaled",
+        OKABE_ITO["orange"],
+        hatch="xx",
     ),
     MethodSpec(
         "diffusion-augment",

@@ -314,8 +314,8 @@ class ThreeDLearning(TrainedMethod):
         if isinstance(p.diffusion, DiffusionModel):
             check_reference_series(p.diffusion, real)
         self.reference = reference_model(
-            p.diffusion, real, p.preset, p.diffusion_iterations, self.train.seed
-        ).to(device)
+            p.diffusion, real, p.preset, p.diffusion_iterations, self.train.seed, device=device
+        )
         if self.reference.scaler is None:
             raise ConfigError("threed: the diffusion model has no scaler (real units unknown)")
         length = self.reference.segment_length

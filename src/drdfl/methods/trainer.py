@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from drdfl.config import StrictModel, TrainConfig, parse_model
+from drdfl.device import resolve_device
 from drdfl.errors import TrainingError
 from drdfl.methods.base import FitResult, Method, TrainingData
 from drdfl.methods.losses import sample_losses
@@ -148,10 +149,23 @@ class TrainedMethod(Method):
 
     # ------------------------------------------------------------------ fit
     def fit(self, data: TrainingData, task: DecisionTask, forecaster: nn.Module) -> FitResult:
+        """Train ``forecaster`` with the shared loop; the caller's global RNG is untouched.
+
+        Dropout masks draw from the global generator (``nn.Dropout`` takes no generator),
+        so training runs on a forked copy of it, seeded with the training seed.
+        """
+        device = torch.device(self.train.device)
+        cuda = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.default_generator.manual_seed(self.train.seed)
+            for index in cuda:
+                torch.cuda.default_generators[index].manual_seed(self.train.seed)
+            return self._fit(data, task, forecaster)
+
+    def _fit(self, data: TrainingData, task: DecisionTask, forecaster: nn.Module) -> FitResult:
         cfg = self.train
-        device = torch.device(cfg.device)
+        device = resolve_device(cfg.device)
         gen = torch_generator(cfg.seed)
-        torch.manual_seed(cfg.seed)  # dropout masks draw from the global generator
         self._task, self._scaler = task, data.scaler
         forecaster.to(device)
         self._x, self._y = data.train.tensors(device)

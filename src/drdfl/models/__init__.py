@@ -6,9 +6,11 @@ from drdfl.models.forecasters import (
     LinearForecaster,
     LSTMForecaster,
     MLPForecaster,
+    RevINForecaster,
     build_forecaster,
     forecaster_from_spec,
     forecaster_spec,
+    with_revin,
 )
 
 __all__ = [
@@ -17,7 +19,9 @@ __all__ = [
     "LSTMForecaster",
     "LinearForecaster",
     "MLPForecaster",
+    "RevINForecaster",
     "build_forecaster",
     "forecaster_from_spec",
     "forecaster_spec",
+    "with_revin",
 ]

@@ -1,15 +1,24 @@
 """Forecasters: ``torch.nn.Module``s from demand windows ``[B, w]`` to forecasts ``[B, h]``.
 
-Inputs and outputs are in the ``Scaler``'s normalized units. Outputs are non-negative
-because they become capacities: the default head is a sharp softplus,
-``softplus_β(z) = ln(1 + e^{βz}) / β`` with β = 10, which is within 0.07 of ``max(z, 0)``
-everywhere (within 0.005 for ``|z| ≥ 0.3``) but, unlike the ReLU the paper's code applies
-to its outputs, never has a zero gradient — a forecast pushed below zero by decision-loss
-training can still come back. ``output="relu"`` reproduces the paper's choice.
+Inputs and outputs are in the ``Scaler``'s normalized units, where zero demand sits at
+``-lo / span`` (below 0 whenever the training minimum is above zero). The default head is
+therefore unconstrained (``output="linear"``): a forecast can reach zero demand and any
+level below the training minimum, and the decision's own clamp (capacity ≥ its floor)
+supplies the non-negativity. Bounded heads stay available: ``output="softplus"`` is a
+sharp softplus ``ln(1 + e^{βz}) / β`` with β = 10 (never a zero gradient, but never below
+the training minimum), ``output="relu"`` the paper's choice.
+
+``revin=True`` (or a name ``revin-<forecaster>``) wraps a forecaster in reversible instance
+normalization (Kim et al., ICLR 2022): each input window is normalized by its own mean and
+standard deviation, passed through an affine map and the network, and the forecast is
+mapped back with the same statistics. The forecast then follows any positive scaling and
+shift of the window — a change of demand level in real units is such an affine map of the
+normalized units — up to the small ``eps`` in the standard deviation.
 
 Every forecaster records its constructor arguments (``model.spec``), so that
 ``forecaster_from_spec(forecaster_spec(model))`` rebuilds the architecture; weights travel
-separately as a ``state_dict``.
+separately as a ``state_dict``. Specs saved before the head became a choice record their
+head (``"output": "softplus"``) and rebuild as they were.
 """
 
 from __future__ import annotations
@@ -23,11 +32,16 @@ from torch import nn
 
 from drdfl.errors import ConfigError, ModelError
 
-OUTPUTS = ("softplus", "relu")
+OUTPUTS = ("linear", "softplus", "relu")
+#: prefix of a forecaster name that asks for the RevIN wrapper (``revin-mlp``)
+REVIN_PREFIX = "revin-"
 _SOFTPLUS_BETA = 10.0
+_REVIN_EPS = 1e-5
 
 
 def _output_layer(output: str) -> nn.Module:
+    if output == "linear":
+        return nn.Identity()
     if output == "softplus":
         return nn.Softplus(beta=_SOFTPLUS_BETA)
     if output == "relu":
@@ -96,7 +110,7 @@ class LSTMForecaster(Forecaster):
         hidden: Sequence[int] = (128, 64),
         head: int = 32,
         dropout: float = 0.3,
-        output: str = "softplus",
+        output: str = "linear",
     ) -> None:
         sizes = _sizes(hidden, "hidden")
         super().__init__(
@@ -137,7 +151,7 @@ class MLPForecaster(Forecaster):
         horizon: int = 1,
         hidden: Sequence[int] = (64, 64),
         dropout: float = 0.0,
-        output: str = "softplus",
+        output: str = "linear",
     ) -> None:
         sizes = _sizes(hidden, "hidden")
         super().__init__(window, horizon, output, hidden=sizes, dropout=_dropout(dropout))
@@ -157,7 +171,7 @@ class LinearForecaster(Forecaster):
 
     name = "linear"
 
-    def __init__(self, window: int = 7, horizon: int = 1, output: str = "softplus") -> None:
+    def __init__(self, window: int = 7, horizon: int = 1, output: str = "linear") -> None:
         super().__init__(window, horizon, output)
         self.linear = nn.Linear(window, horizon)
 
@@ -167,33 +181,90 @@ class LinearForecaster(Forecaster):
         return self.output(self.linear(x))
 
 
+class RevINForecaster(Forecaster):
+    """``inner`` behind reversible instance normalization with a learned affine map.
+
+    Each window is standardized by its own mean μ and standard deviation σ (``eps`` added
+    to the variance), mapped by ``γ·z + β``, forecast by ``inner`` and mapped back,
+    ``((ŷ − β) / γ)·σ + μ``; the head (``output``) acts on that de-normalized forecast. The
+    inner network's own head is replaced by the identity, since a bound on the
+    standardized scale would bound forecasts relative to each window's level.
+    """
+
+    name = "revin"
+
+    def __init__(self, inner: Forecaster) -> None:
+        if isinstance(inner, RevINForecaster):
+            raise ModelError("forecaster is already wrapped in RevIN")
+        super().__init__(inner.window, inner.horizon, inner.spec["output"])
+        self.spec = {**inner.spec, "revin": True}
+        inner.output = nn.Identity()
+        self.inner = inner
+        self.affine_weight = nn.Parameter(torch.ones(1))
+        self.affine_bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Forecasts ``[B, h]`` for windows ``[B, w]``."""
+        self._check(x)
+        mean = x.mean(dim=1, keepdim=True)
+        std = torch.sqrt(x.var(dim=1, keepdim=True, unbiased=False) + _REVIN_EPS)
+        z = (x - mean) / std * self.affine_weight + self.affine_bias
+        # the ε² keeps the inverse finite should training drive γ to zero
+        out = (self.inner(z) - self.affine_bias) / (self.affine_weight + _REVIN_EPS**2)
+        return self.output(out * std + mean)
+
+
 #: registry name → forecaster class
 FORECASTERS: dict[str, type[Forecaster]] = {
     cls.name: cls for cls in (LSTMForecaster, MLPForecaster, LinearForecaster)
 }
 
 
+def _valid_names() -> str:
+    return f"{', '.join(FORECASTERS)} (each also as {REVIN_PREFIX}<name>)"
+
+
 def build_forecaster(
-    name: str, window: int = 7, horizon: int = 1, *, seed: int | None = None, **kwargs: Any
+    name: str,
+    window: int = 7,
+    horizon: int = 1,
+    *,
+    seed: int | None = None,
+    revin: bool = False,
+    **kwargs: Any,
 ) -> Forecaster:
     """A new forecaster ``name`` for windows of ``window`` slots and ``horizon`` outputs.
 
-    ``kwargs`` go to the forecaster's constructor (e.g. ``hidden``, ``dropout``). With
-    ``seed``, the initial weights depend on the seed only (the global RNG is left as it was).
+    ``kwargs`` go to the forecaster's constructor (e.g. ``hidden``, ``dropout``,
+    ``output``). ``revin=True``, or a name ``revin-<name>``, wraps it in
+    :class:`RevINForecaster`. With ``seed``, the initial weights depend on the seed only
+    (the global RNG is left as it was).
     """
+    if name.startswith(REVIN_PREFIX):
+        name, revin = name[len(REVIN_PREFIX) :], True
     if name not in FORECASTERS:
-        raise ConfigError(
-            f"unknown forecaster {name!r}; valid forecasters: {', '.join(FORECASTERS)}"
-        )
+        raise ConfigError(f"unknown forecaster {name!r}; valid forecasters: {_valid_names()}")
+    if not isinstance(revin, bool):
+        raise ConfigError(f"forecaster revin must be true or false, got {revin!r}")
     cls = FORECASTERS[name]
     try:
-        if seed is None:
-            return cls(window=window, horizon=horizon, **kwargs)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return cls(window=window, horizon=horizon, **kwargs)
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            model = cls(window=window, horizon=horizon, **kwargs)
     except TypeError as exc:
         raise ConfigError(f"bad options for forecaster {name!r}: {exc}") from None
+    return RevINForecaster(model) if revin else model
+
+
+def with_revin(model: Forecaster) -> Forecaster:
+    """``model`` wrapped in RevIN (``model`` itself if it already is); the wrapper takes
+    over ``model``'s head, so use the returned module from then on."""
+    if isinstance(model, RevINForecaster):
+        return model
+    if not isinstance(model, Forecaster):
+        raise ModelError(f"{type(model).__name__} is not a drdfl forecaster; cannot wrap it")
+    return RevINForecaster(model)
 
 
 def forecaster_spec(model: nn.Module) -> dict[str, Any]:

@@ -50,7 +50,14 @@ def read(
         check_columns(header, (column,), str(path))
         has_time = TIME_COLUMN in header and column != TIME_COLUMN
         usecols = [TIME_COLUMN, column] if has_time else [column]
-        frame = pd.read_csv(path, usecols=usecols, dtype={TIME_COLUMN: str} if has_time else None)
+        # A blank line is a missing value, not nothing: dropping it would shift every later
+        # interval by one. Blank lines at the very end are only a file's trailing newlines.
+        options = {"usecols": usecols, "skip_blank_lines": False}
+        frame = pd.read_csv(path, dtype={TIME_COLUMN: str} if has_time else None, **options)
+        if frame.isna().to_numpy().any():  # rare: read the text again to see what is blank
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, **options)
+            filled = np.flatnonzero((frame != "").any(axis=1).to_numpy())
+            frame = frame.iloc[: filled[-1] + 1 if filled.size else 0]
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path} is empty; expected a header naming column {column!r}") from exc
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:

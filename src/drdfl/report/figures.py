@@ -53,7 +53,8 @@ def png_bytes(make: Callable[..., Figure], *args: Any, **kwargs: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _line_color(method: str) -> str:
+def line_color(method: str) -> str:
+    """The colour of ``method``'s lines."""
     # White (the skyline's bar fill) would vanish as a line.
     color = method_style(method)["color"]
     return "#000000" if color == "#FFFFFF" else color
@@ -129,7 +130,7 @@ def severity_lines(data: pd.DataFrame, methods: Sequence[str], ylabel: str) -> F
             ax.plot(
                 rows["level"],
                 rows["mean"],
-                color=_line_color(method),
+                color=line_color(method),
                 linestyle=style["linestyle"],
                 marker=style["marker"],
                 markersize=5,
@@ -232,9 +233,14 @@ def generated_vs_real(real: np.ndarray, generated: np.ndarray, shown: int = 4) -
 
 
 def worst_case_segments(
-    real: np.ndarray | None, worst: np.ndarray, generated: np.ndarray | None, shown: int = 3
+    real: np.ndarray | None,
+    worst: np.ndarray,
+    baseline: np.ndarray | None,
+    baseline_label: str = "generated",
+    shown: int = 3,
 ) -> Figure:
-    """3D-Learning's worst-case segments over the band of real ones, and the marginals."""
+    """3D-Learning's worst-case segments over the band of real ones, and the marginals
+    (with ``baseline``, e.g. θ₀'s samples or the same draw with the adversary off)."""
     fig = Figure(figsize=(11.0, 3.8))
     fig.set_layout_engine("constrained")
     left, right = fig.subplots(1, 2, width_ratios=(1.6, 1.0))
@@ -252,8 +258,8 @@ def worst_case_segments(
     arrays = {f"worst case (n={len(worst)})": (worst, OKABE_ITO["vermillion"])}
     if real is not None:
         arrays[f"real (n={len(real)})"] = (real, OKABE_ITO["blue"])
-    if generated is not None:
-        arrays[f"generated (n={len(generated)})"] = (generated, OKABE_ITO["green"])
+    if baseline is not None:
+        arrays[f"{baseline_label} (n={len(baseline)})"] = (baseline, OKABE_ITO["green"])
     _histogram(right, arrays)
     return fig
 
@@ -273,7 +279,7 @@ def curves_by_method(
         ax.plot(
             rows["epoch"],
             rows[column],
-            color=_line_color(method),
+            color=line_color(method),
             linestyle=style["linestyle"],
             marker=style["marker"],
             markersize=3.5,
@@ -289,12 +295,20 @@ def curves_by_method(
 
 
 def small_multiples(
-    data: pd.DataFrame, panels: Sequence[str], column: str, key: str, ylabel: str, ncols: int = 4
+    data: pd.DataFrame,
+    panels: Sequence[str],
+    column: str,
+    key: str,
+    ylabel: str,
+    color: str | None = None,
+    title: str | None = None,
+    ncols: int = 4,
 ) -> Figure:
     """One panel per value of ``key`` (each with its own y axis): ``column`` against epoch.
 
     ``data`` has columns ``key, epoch, column`` and optionally ``column + "_lo"`` and
-    ``column + "_hi"`` for a band (e.g. the range over seeds).
+    ``column + "_hi"`` for a band (e.g. the range over seeds). Panels take each method's
+    colour when ``key`` is ``"method"``, else ``color``.
     """
     ncols = min(ncols, len(panels))
     nrows = -(-len(panels) // ncols)
@@ -303,11 +317,11 @@ def small_multiples(
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, name in zip(axes, panels, strict=False):
         rows = data[data[key] == name].dropna(subset=[column])
-        color = _line_color(name) if key == "method" else OKABE_ITO["vermillion"]
-        ax.plot(rows["epoch"], rows[column], color=color, linewidth=1.5)
+        shade = line_color(name) if key == "method" else color or OKABE_ITO["vermillion"]
+        ax.plot(rows["epoch"], rows[column], color=shade, linewidth=1.5)
         if f"{column}_lo" in rows:
             ax.fill_between(
-                rows["epoch"], rows[f"{column}_lo"], rows[f"{column}_hi"], color=color, alpha=0.2
+                rows["epoch"], rows[f"{column}_lo"], rows[f"{column}_hi"], color=shade, alpha=0.2
             )
         ax.set_title(name)
         ax.set_xlabel("epoch")
@@ -315,6 +329,8 @@ def small_multiples(
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in axes[len(panels) :]:
         ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
     return fig
 
 

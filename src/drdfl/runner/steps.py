@@ -1,10 +1,13 @@
-"""Runs from a configuration: build a suite, train methods, evaluate, and (``run``) report.
+"""Single models: build a suite from data settings, train one method on it, save the model
+with those settings, and evaluate a saved model on the suite it was trained on (or another,
+or user test sets).
 
-The CLI is a thin layer over these functions; everything it does can be done from Python.
+``drdfl train`` and ``drdfl evaluate`` are thin layers over these functions.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from drdfl.artifacts import TrainedModel, load_model, save_model
+from drdfl.artifacts import TrainedModel, data_config, load_array, load_model, save_model
 from drdfl.config import DataConfig, ExperimentConfig, TrainConfig
 from drdfl.data.windows import Scaler
 from drdfl.errors import ConfigError
@@ -32,21 +35,29 @@ from drdfl.seeding import seed_everything
 from drdfl.tasks import get_task
 
 
+class DegenerateDataWarning(UserWarning):
+    """Training data a forecaster cannot learn from (constant, all zero)."""
+
+
 def build_suite(data: DataConfig, seed: int = 0) -> Suite:
-    """The suite named by ``data.suite`` with ``data``'s windowing."""
+    """The suite named by ``data.suite`` with ``data``'s windowing; it records ``data`` and
+    ``seed`` (``suite.config``) so that a model trained on it can rebuild it."""
     if data.suite == "synthetic":
         from drdfl.data.binning import parse_interval
 
-        return synthetic_suite(
+        suite = synthetic_suite(
             data.synthetic_days, data.window, data.horizon, parse_interval(data.interval), seed
         )
-    if data.suite == "honest":
-        return honest_suite(data.data_dir, data.window, data.horizon, data.test_max_rows)
-    if data.suite == "paper":
+    elif data.suite == "honest":
+        suite = honest_suite(data.data_dir, data.window, data.horizon, data.test_max_rows)
+    elif data.suite == "paper":
         from drdfl.evaluation.suites import paper_suite
 
-        return paper_suite(data.data_dir, data.window, data.horizon, data.test_max_rows)
-    raise ConfigError(f"data.suite: unknown suite {data.suite!r}")
+        suite = paper_suite(data.data_dir, data.window, data.horizon, data.test_max_rows)
+    else:
+        raise ConfigError(f"data.suite: unknown suite {data.suite!r}")
+    suite.config = {"data": data.model_dump(mode="json"), "suite_seed": seed}
+    return suite
 
 
 def train_model(
@@ -65,6 +76,14 @@ def train_model(
     """Train ``method`` on ``suite``'s training data with a fresh (or warm-started) forecaster."""
     train = (train or TrainConfig()).model_copy(update={"seed": seed})
     seed_everything(seed)
+    if why := suite.train_series.degeneracy():
+        source = suite.train_series.meta.get("source", f"the {suite.name} suite's data")
+        warnings.warn(
+            f"training series {suite.train_series.name} ({source}): {why}; a forecaster "
+            "learns nothing from it and its regret says nothing",
+            DegenerateDataWarning,
+            stacklevel=2,
+        )
     decision_task = get_task(task)
     data = suite.data
     model = build_forecaster(forecaster, data.train.window, data.train.horizon, seed=seed)
@@ -88,7 +107,12 @@ def train_model(
         interval_s=data.interval_s,
         method=method,
         seed=seed,
-        config={"train": train.model_dump(), "method_params": params, "task": task},
+        config={
+            "train": train.model_dump(),
+            "method_params": params,
+            "task": task,
+            **suite.config,
+        },
         history=result.history,
         meta={
             "suite": suite.name,
@@ -113,7 +137,7 @@ def save_trained(model: TrainedModel, suite: Suite, directory: str | Path) -> Pa
 
 def _train_values(directory: Path) -> np.ndarray | None:
     path = directory / "train_series.npy"
-    return np.load(path) if path.is_file() else None
+    return load_array(path) if path.is_file() else None
 
 
 def user_test_sets(
@@ -130,7 +154,7 @@ def user_test_sets(
     normalized with the training ``scaler``."""
     from drdfl.data.loading import load_series
 
-    tests = []
+    tests: list[TestSet] = []
     for spec in specs:
         series = load_series(spec, data_dir, interval=interval_s, tokens=tokens)
         tests.append(
@@ -138,7 +162,20 @@ def user_test_sets(
                 series.name, series, scaler, train_values, window, horizon, f"user test set {spec}"
             )
         )
+    check_unique_names(tests)
     return tests
+
+
+def check_unique_names(tests: list[TestSet]) -> None:
+    """Test sets are told apart by name: two of one name would be averaged together."""
+    seen: dict[str, TestSet] = {}
+    for test in tests:
+        if test.name in seen:
+            raise ConfigError(
+                f"two test sets are named {test.name!r} ({seen[test.name].note or 'suite'}; "
+                f"{test.note or 'suite'}); rename one of the files"
+            )
+        seen[test.name] = test
 
 
 def evaluate_model(
@@ -147,26 +184,47 @@ def evaluate_model(
     tests: list[str] | None = None,
     data_dir: str | Path | None = None,
     per_window: bool = False,
-    seed: int = 0,
+    seed: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, list[str]]:
     """Evaluate a saved model on a suite and/or user test sets.
 
-    Returns the tidy table ``(method, seed, suite, test_set, metric, value)``, the per-window
-    table when asked, and notes for the reader (e.g. overlaps between train and test data).
+    The suite is rebuilt with the data settings the model was trained on; ``seed`` (the
+    bootstrap's and the corruptions'; default: the model's) and the evaluation settings a
+    run saved with the model make the numbers those the run reported. Returns the tidy
+    table ``(method, seed, suite, test_set, metric, value)``, the per-window table when
+    asked, and notes for the reader (e.g. overlaps between train and test data).
     """
     path = Path(directory)
     model = load_model(path)
-    trained_on = model.meta.get("suite", "synthetic")
+    trained = data_config(model, path / "config.toml")
+    seed = model.seed if seed is None else seed
+    # A run saves its evaluation settings with each model; the defaults are a run's too.
+    evaluation = model.config.get("evaluation", {})
+    scoring = {
+        "alpha": float(evaluation.get("cvar_alpha", 0.9)),
+        "n_boot": int(evaluation.get("bootstrap", 500)),
+        "seed": seed,
+    }
+    trained_on = trained.suite if trained is not None else model.meta.get("suite", "synthetic")
     name = suite or (None if tests else trained_on)
     test_sets: list[TestSet] = []
     notes: list[str] = []
     train_values = _train_values(path)
     if name is not None:
         base = name if name != "corruptions" else trained_on
-        data = DataConfig(suite=base, window=model.window, horizon=model.horizon)
+        if trained is not None:  # the settings it was trained with, on the suite asked for
+            data = trained.model_copy(update={"suite": base})
+            suite_seed = int(model.config.get("suite_seed", 0))
+        else:
+            data = DataConfig(suite=base, window=model.window, horizon=model.horizon)
+            suite_seed = 0
+            notes.append(
+                f"{path} stores no data settings (saved by an older drdfl): evaluated on the "
+                f"default {base} suite, which may differ from the one it was trained on"
+            )
         if data_dir is not None:
-            data.data_dir = str(data_dir)
-        built = build_suite(data)
+            data = data.model_copy(update={"data_dir": str(data_dir)})
+        built = build_suite(data, suite_seed)
         notes += built.notes
         if train_values is None:
             train_values = built.train_series.values
@@ -182,9 +240,11 @@ def evaluate_model(
             model.horizon,
             model.interval_s,
             train_values,
-            data_dir,
+            data_dir if data_dir is not None or trained is None else trained.data_dir,
+            tokens=trained.tokens if trained is not None else "context",
         )
-    table, scores = evaluate_tests(model.forecaster, test_sets, model.task, seed=seed)
+    check_unique_names(test_sets)
+    table, scores = evaluate_tests(model.forecaster, test_sets, model.task, **scoring)
     table.insert(0, "suite", name or "user")
     table.insert(0, "seed", model.seed)
     table.insert(0, "method", model.method)
@@ -210,6 +270,7 @@ def _rescaled(test: TestSet, model: TrainedModel, train_values: np.ndarray) -> T
 
 
 __all__ = [
+    "DegenerateDataWarning",
     "ExperimentConfig",
     "build_suite",
     "evaluate_model",

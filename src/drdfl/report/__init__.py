@@ -1,0 +1,92 @@
+"""The report of a finished run, built only from the files in its output directory.
+
+:func:`write_report` reads the run (:mod:`drdfl.report.outputs`, which refuses an
+incomplete one), builds the sections (:mod:`drdfl.report.sections`), renders them once
+as Markdown and makes the HTML from that Markdown (:mod:`drdfl.report.render`).
+:func:`summary_text` is the main table for a terminal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from drdfl._io import write_text
+from drdfl.report.outputs import RunOutputs, load_run
+
+__all__ = ["RunOutputs", "load_run", "summary_text", "write_report"]
+
+
+def write_report(out_dir: str | Path, title: str | None = None) -> dict[str, Path]:
+    """Write ``report.md``, a self-contained ``report.html`` and ``figures/*.png`` into
+    ``out_dir`` from the run's outputs there.
+
+    Raises :class:`~drdfl.errors.DataError` (naming the file) before writing anything when
+    the outputs are unreadable or incomplete. Returns every written file keyed by its
+    path relative to ``out_dir``.
+    """
+    from drdfl.report import sections
+    from drdfl.report.render import html_page, markdown
+    from drdfl.report.tables import main_suites
+
+    run = load_run(out_dir)
+    out = run.out_dir
+    profile = run.meta.get("profile")
+    title = title or ("drdfl report" + (f": {profile} profile" if profile else ""))
+    suites = main_suites(run.results)
+    suite = suites[0] if suites else None
+    figs = sections.FigureWriter(out)
+    blocks = [
+        *sections.overview(run, title),
+        *sections.quality_gate(run),
+        *sections.test_sets(run),
+        *sections.main_tables(run),
+        *sections.skyline(run),
+        *sections.corruptions(run, figs),
+        *sections.ablation(run, figs, suite),
+        *sections.budget(run, figs, suite),
+        *sections.samples(run, figs),
+        *sections.training(run, figs),
+        *sections.wall_time(run, figs),
+        *sections.notes(run),
+    ]
+    text = markdown(blocks)
+    write_text(out / "report.md", text)
+    write_text(out / "report.html", html_page(text, title, figs.png))
+    return {"report.md": out / "report.md", "report.html": out / "report.html", **figs.written}
+
+
+def summary_text(out_dir: str | Path) -> str:
+    """The main suite's normalized-regret table as plain text for a terminal.
+
+    One line per method, one column per test set, a ``W-dist.`` line first; ``*`` marks
+    the best mean of each column.
+    """
+    from drdfl.report.sections import table_block
+    from drdfl.report.tables import main_suites, plot_methods, seed_table
+
+    run = load_run(out_dir)
+    suites = main_suites(run.results)
+    if not suites:
+        return "no main-suite results"
+    in_suite = run.results[run.results["suite"] == suites[0]]
+    table = seed_table(run.results, suites[0], plot_methods(in_suite))
+    block = table_block(table, run)
+    w = in_suite[in_suite["metric"] == "w_distance"].groupby("test_set")["value"].mean()
+    w_line = ["W-dist.", *(f"{w[c]:.3g}" if c in w else "" for c in block.header[1:])]
+    # Two trailing characters on every cell keep the numbers aligned, marked or not.
+    rows = [
+        [c + (" *" if (i, j) in block.best else "  ") if j else c for j, c in enumerate(row)]
+        for i, row in enumerate(block.rows)
+    ]
+    lines = [block.header, [c + "  " if j else c for j, c in enumerate(w_line)], *rows]
+    widths = [max(len(line[k]) for line in lines) for k in range(len(block.header))]
+    text = [
+        "  ".join(
+            c.ljust(width) if k == 0 else c.rjust(width)
+            for k, (c, width) in enumerate(zip(line, widths, strict=True))
+        ).rstrip()
+        for line in lines
+    ]
+    text.insert(1, "  ".join("-" * width for width in widths))
+    head = f"normalized regret on `{suites[0]}` (mean ± 95 % CI over seeds; * best per column)"
+    return "\n".join([head, *text])

@@ -1,0 +1,701 @@
+"""The report's sections: each turns a run's outputs into blocks (and figures).
+
+A section whose inputs are absent says so in one line. Every number over seeds is a
+mean with the half-width of its 95 % Student-t interval; a number that is not finite is
+shown as ``n/a`` with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from drdfl._io import atomic_open
+from drdfl.evaluation.suites import PAPER_CORRUPTIONS
+from drdfl.methods.registry import (
+    METHODS,
+    SHARED_HISTORY,
+    SKYLINE,
+    history_columns,
+    parse_label,
+    sweep_budget,
+)
+from drdfl.report import figures
+from drdfl.report.outputs import SAMPLE_SETS, RunOutputs, failed_units
+from drdfl.report.render import Block, Bullets, Code, Figure, Heading, Para, Table, skipped
+from drdfl.report.tables import (
+    CORRUPTIONS,
+    MAIN_METRIC,
+    NA,
+    SeedTable,
+    cell,
+    ci_frame,
+    decimals,
+    main_suites,
+    number,
+    order_methods,
+    plot_methods,
+    seed_table,
+)
+
+#: the method every corruption result is divided by (paper Fig. 2)
+REFERENCE = "dfl"
+#: marks a result that rests on a reference model that failed its quality gate
+GATE_FLAG = "⚠"
+
+
+class FigureWriter:
+    """Renders figures into ``OUT/figures`` (atomically) and remembers what it wrote."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.written: dict[str, Path] = {}
+        self.png: dict[str, bytes] = {}
+
+    def add(self, name: str, caption: str, make: Callable[..., Any], *args: Any) -> Figure:
+        png = figures.png_bytes(make, *args)
+        relative = f"figures/{name}.png"
+        with atomic_open(self.out_dir / relative, "wb") as handle:
+            handle.write(png)
+        self.written[relative] = self.out_dir / relative
+        self.png[relative] = png
+        return Figure(relative, png, caption)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def failed_gate_seeds(run: RunOutputs) -> list[int]:
+    """Seeds whose reference model failed its quality gate."""
+    return [seed for seed, gate in run.gates.items() if gate.status == "failed"]
+
+
+def flagged(run: RunOutputs, label: str) -> bool:
+    """Whether ``label``'s results rest on a reference model that failed its gate."""
+    method, _ = parse_label(label)
+    spec = METHODS.get(method)
+    if spec is None or not spec.needs_reference:
+        return False
+    seeds = set(run.results.loc[run.results["method"] == label, "seed"])
+    return bool(seeds & set(failed_gate_seeds(run)))
+
+
+def table_block(
+    table: SeedTable, run: RunOutputs | None = None, exclude: Sequence[str] = (SKYLINE,)
+) -> Table:
+    """``table`` as text, methods as rows; the best mean of each column in bold."""
+    mean, half = table.mean.to_numpy(dtype=float), table.half.to_numpy(dtype=float)
+    n = table.n.fillna(0).to_numpy(dtype=float)
+    digits = decimals(mean)
+    best = table.best(exclude, digits).to_numpy()
+    out = Table(["method", *map(str, table.mean.columns)], [])
+    for i, method in enumerate(table.mean.index):
+        label = str(method)
+        if run is not None and flagged(run, label):
+            label += f" {GATE_FLAG}"
+        cells = [
+            cell(mean[i, j], half[i, j], n[i, j], table.seeds, digits) for j in range(n.shape[1])
+        ]
+        out.rows.append([label, *cells])
+        out.best |= {(i, 1 + int(j)) for j in np.flatnonzero(best[i])}
+    return out
+
+
+def _na_reasons(run: RunOutputs, suite: str, methods: Sequence[str]) -> list[str]:
+    """Why each missing normalized regret of ``suite`` is missing, one line per cell."""
+    r = run.results[(run.results["suite"] == suite) & run.results["method"].isin(methods)]
+    wide = r.pivot(index=["method", "seed", "test_set"], columns="metric", values="value")
+    if MAIN_METRIC not in wide:
+        return []
+    lines = []
+    for (method, seed, test), row in wide[~np.isfinite(wide[MAIN_METRIC])].iterrows():
+        bad = row.get("nonfinite_windows", np.nan)
+        blocks = row.get("normalized_regret_blocks", np.nan)
+        dropped = row.get("normalized_regret_dropped", np.nan)
+        if np.isfinite(bad) and bad > 0:
+            why = f"{int(bad)} window(s) with a non-finite regret or optimal cost"
+        elif blocks == 0:
+            why = "fewer windows than one block"
+        elif np.isfinite(blocks) and dropped == blocks:
+            why = "the perfect decisions earn nothing in every block (optimal value ≤ 0)"
+        else:
+            why = "not a number in results.csv"
+        lines.append(f"`{method}` seed {seed} on `{test}`: {why}")
+    return lines
+
+
+def _dropped_blocks(run: RunOutputs, suite: str) -> list[str]:
+    """Test sets where the normalized regret left blocks out, with how many."""
+    r = run.results[run.results["suite"] == suite]
+    parts = {
+        metric: r[r["metric"] == metric].groupby("test_set", sort=False)["value"].max()
+        for metric in ("normalized_regret_dropped", "normalized_regret_blocks")
+    }
+    dropped, blocks = parts["normalized_regret_dropped"], parts["normalized_regret_blocks"]
+    return [
+        f"`{t}`: {int(d)} of {int(blocks.get(t, np.nan))} blocks"
+        for t, d in dropped.items()
+        if np.isfinite(d) and d > 0
+    ]
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def overview(run: RunOutputs, title: str) -> list[Block]:
+    r = run.results
+    suites = main_suites(r)
+    methods = plot_methods(r)
+    budgets = sorted(e for m in r["method"].unique() if (e := sweep_budget(m)) is not None)
+    facts = [
+        f"main suite: `{suites[0]}`" if suites else "no main suite",
+        f"methods ({len(methods)}): " + ", ".join(f"`{m}`" for m in methods),
+        "seeds: " + ", ".join(str(s) for s in sorted(r["seed"].unique())),
+    ]
+    if budgets:
+        facts.append("3D-Learning budget sweep, ε: " + ", ".join(f"{e:g}" for e in budgets))
+    profile = run.meta.get("profile")
+    if profile:
+        facts.insert(0, f"profile: `{profile}`")
+    git = run.meta.get("git")
+    if isinstance(git, dict) and git.get("commit"):
+        dirty = " (uncommitted changes)" if git.get("dirty") else ""
+        facts.append(f"code: commit `{str(git['commit'])[:12]}`{dirty}")
+    failed = failed_units(run)
+    if failed:
+        facts.append("**failed or not run** (no results): " + ", ".join(f"`{f}`" for f in failed))
+    return [Heading(title, 1), Bullets(facts)]
+
+
+def quality_gate(run: RunOutputs) -> list[Block]:
+    blocks: list[Block] = [Heading("Reference model quality gate")]
+    if not run.gates:
+        return [*blocks, skipped("Quality gate", "no `reference/s<seed>/quality.json`")]
+    table = Table(["seed", "status", "criterion", "value", "reference", "tolerance", "pass"], [])
+    for seed, gate in run.gates.items():
+        status = gate.status + (f" ({gate.sampler})" if gate.sampler else "")
+        if not gate.criteria:
+            table.rows.append([str(seed), status, gate.reason or "", "", "", "", ""])
+        for k, c in enumerate(gate.criteria):
+            table.rows.append(
+                [
+                    str(seed) if k == 0 else "",
+                    status if k == 0 else "",
+                    c.name,
+                    f"{c.value:.4g}",
+                    f"{c.reference:.4g}",
+                    f"{c.tolerance:.4g}",
+                    "yes" if c.passed else "no",
+                ]
+            )
+            if not c.passed:
+                table.best.add((len(table.rows) - 1, 6))
+    table.text_columns = 3
+    blocks.append(table)
+    for seed, gate in run.gates.items():
+        if gate.status == "unjudged":
+            blocks.append(Para(f"Seed {seed}: not judged — {gate.reason or 'no reason given'}."))
+    failed = failed_gate_seeds(run)
+    if failed:
+        dependent = [m for m in order_methods(run.results["method"]) if flagged(run, m)]
+        names = ", ".join(f"`{m}`" for m in dependent) or "no method of this run"
+        blocks.append(
+            Para(
+                f"**{GATE_FLAG} The reference model θ₀ failed its gate for seed(s) "
+                f"{', '.join(map(str, failed))}.** Results that start from it ({names}) are "
+                f"marked {GATE_FLAG} in every table: they rest on a θ₀ that is not a faithful "
+                "model of the data."
+            )
+        )
+    return blocks
+
+
+def test_sets(run: RunOutputs) -> list[Block]:
+    """Each test set of the main suites: windows, distance from training data, note."""
+    suites = main_suites(run.results)
+    if not suites:
+        return []
+    r = run.results[run.results["suite"].isin(suites)]
+    notes = {
+        str(t.get("name")): str(t.get("note") or "")
+        for t in run.meta.get("test_sets") or []
+        if isinstance(t, dict)
+    }
+    table = Table(["test set", "suite", "note", "windows", "W-dist."], [], text_columns=3)
+    for (suite, test), part in r.groupby(["suite", "test_set"], sort=False):
+        metric = part.groupby("metric")["value"].mean()
+        w, windows = metric.get("w_distance", np.nan), metric.get("windows", np.nan)
+        table.rows.append(
+            [
+                str(test),
+                str(suite),
+                notes.get(str(test), ""),
+                f"{windows:.0f}" if np.isfinite(windows) else NA,
+                f"{w:.3g}" if np.isfinite(w) else NA,
+            ]
+        )
+    return [
+        Heading("Test sets"),
+        Para(
+            "W-dist.: Wasserstein-1 distance between the test set's and the training data's "
+            "marginal distributions (0: in distribution)."
+        ),
+        table,
+    ]
+
+
+_TABLE_NOTE = (
+    "Normalized regret (the paper's: per block of 64 windows, regret over the value of "
+    "perfect decisions; lower is better). Cells: mean ± half-width of the 95 % Student-t "
+    "interval **over seeds** (training randomness); **bold**: lowest mean of the column "
+    "(means that read the same share it; a column where every method ties has none). `average` and "
+    "`maximum` are over test sets per seed, then over seeds. (n=k): only k seeds have a "
+    "number. n/a: no number, reason below."
+)
+
+
+def main_tables(run: RunOutputs) -> list[Block]:
+    blocks: list[Block] = []
+    suites = main_suites(run.results)
+    if not suites:
+        return [Heading("Normalized regret"), skipped("Main table", "no main-suite results")]
+    for suite in suites:
+        in_suite = run.results[run.results["suite"] == suite]
+        methods = plot_methods(in_suite)
+        table = seed_table(run.results, suite, methods)
+        blocks += [
+            Heading(f"Normalized regret on the `{suite}` suite (Table I)"),
+            Para(_TABLE_NOTE),
+        ]
+        blocks.append(table_block(table, run))
+        if table.seeds < 2:
+            blocks.append(Para("One seed per method: means only, no interval over seeds."))
+        dropped = _dropped_blocks(run, suite)
+        if dropped:
+            blocks.append(
+                Para(
+                    "Blocks left out of the normalized regret because their perfect decisions "
+                    "earn nothing (optimal value ≤ 0): " + "; ".join(dropped) + "."
+                )
+            )
+        reasons = _na_reasons(run, suite, methods)
+        if reasons:
+            blocks += [Para("Why a cell is n/a:"), Bullets(reasons)]
+        if table.dropped:
+            blocks.append(
+                Para(
+                    "No number at all on "
+                    + ", ".join(f"`{t}`" for t in table.dropped)
+                    + "; left out of `average` and `maximum`."
+                )
+            )
+        blocks += regret_intervals(run, suite, methods)
+    if any(sweep_budget(m) is not None for m in run.results["method"].unique()):
+        blocks.append(Para("The budget-sweep runs (`threed@ε`) are in the budget-sweep section."))
+    return blocks
+
+
+def regret_intervals(run: RunOutputs, suite: str, methods: Sequence[str]) -> list[Block]:
+    """Mean regret per window with its interval over seeds and over test windows."""
+    r = run.results[(run.results["suite"] == suite) & run.results["method"].isin(methods)]
+    wide = r.pivot(index=["method", "seed", "test_set"], columns="metric", values="value")
+    if not {"regret", "regret_ci_low", "regret_ci_high"} <= set(wide.columns):
+        return []
+    wide = wide.assign(window_half=(wide["regret_ci_high"] - wide["regret_ci_low"]) / 2)
+    seeds = seed_table(run.results, suite, methods, metric="regret", aggregates=False)
+    windows = wide["window_half"].groupby(["method", "test_set"]).mean().unstack("test_set")
+    windows = windows.reindex(index=list(methods), columns=seeds.mean.columns)
+    mean, half = seeds.mean.to_numpy(dtype=float), seeds.half.to_numpy(dtype=float)
+    w = windows.to_numpy(dtype=float)
+    digits = decimals(mean)
+    best = seeds.best(digits=digits).to_numpy()
+    table = Table(["method", *map(str, seeds.mean.columns)], [])
+    for i, method in enumerate(seeds.mean.index):
+        cells = []
+        for j in range(mean.shape[1]):
+            if not np.isfinite(mean[i, j]):
+                cells.append(NA)
+                continue
+            over_seeds = f"±{number(half[i, j], digits)}" if np.isfinite(half[i, j]) else "–"
+            over_windows = f"±{number(w[i, j], digits)}" if np.isfinite(w[i, j]) else "–"
+            cells.append(f"{number(mean[i, j], digits)} ({over_seeds}; {over_windows})")
+        label = str(method) + (f" {GATE_FLAG}" if flagged(run, str(method)) else "")
+        table.rows.append([label, *cells])
+        table.best |= {(i, 1 + int(j)) for j in np.flatnonzero(best[i])}
+    if "regret_ci_block" in wide and wide["regret_ci_block"].notna().any():
+        low, high = (int(f(wide["regret_ci_block"].dropna())) for f in (np.min, np.max))
+        span = f"{low}" if low == high else f"{low}–{high}"
+        how = (
+            "a moving-block bootstrap of the test set's windows (block length chosen by "
+            f"Politis & White, {span} windows here)"
+        )
+    else:
+        how = (
+            "the run's window interval is an i.i.d. bootstrap (results written before the "
+            "block bootstrap): it understates the uncertainty of overlapping windows"
+        )
+    return [
+        Para(
+            f"Mean regret per window on `{suite}` (the task's cost units), with two 95 % "
+            "half-widths in brackets: **(±seeds; ±windows)**. The first is the Student-t "
+            "interval over seeds: how much the result moves with training randomness (– with "
+            "one seed). The second is the interval of the mean over the test set's windows, "
+            f"from {how}: how much it moves with the finite, autocorrelated test data (mean "
+            "over seeds)."
+        ),
+        table,
+    ]
+
+
+def skyline(run: RunOutputs) -> list[Block]:
+    blocks: list[Block] = [Heading("Skyline: how much out-of-distribution regret is recoverable")]
+    sky = run.results[run.results["suite"] == SKYLINE]
+    if sky.empty:
+        return [*blocks, skipped("Skyline", "no `skyline` results in results.csv")]
+    blocks.append(
+        Para(
+            "Every method scored on the last 30 % of each test set, next to `skyline`: DFL "
+            "trained on the first 70 % of that very set. The gap between a method and the "
+            "skyline is regret that better training data could remove; bold marks the best "
+            "real method (the skyline is a reference, not a competitor)."
+        )
+    )
+    methods = [*plot_methods(sky), *([SKYLINE] if SKYLINE in set(sky["method"]) else [])]
+    return [*blocks, table_block(seed_table(run.results, SKYLINE, methods), run)]
+
+
+def _parse_corruption(name: str) -> tuple[str, float] | None:
+    kind, _, level = name.rpartition(" ")
+    try:
+        return (kind, float(level)) if kind else None
+    except ValueError:
+        return None
+
+
+def corruptions(run: RunOutputs, figs: FigureWriter) -> list[Block]:
+    blocks: list[Block] = [Heading("Regret under corruptions, relative to DFL (Fig. 2)")]
+    r = run.results
+    values = r[(r["suite"] == CORRUPTIONS) & (r["metric"] == MAIN_METRIC)]
+    parsed = {t: _parse_corruption(t) for t in dict.fromkeys(values["test_set"])}
+    parsed = {t: p for t, p in parsed.items() if p is not None}
+    if not parsed:
+        return [*blocks, skipped("Corruptions", "no `corruptions` results in results.csv")]
+    methods = plot_methods(values)
+    kinds = list(PAPER_CORRUPTIONS)
+    paper_level = sorted(
+        (
+            t
+            for t, (kind, level) in parsed.items()
+            if kind in kinds and np.isclose(level, PAPER_CORRUPTIONS[kind], rtol=1e-3)
+        ),
+        key=lambda t: kinds.index(parsed[t][0]),
+    )
+    if REFERENCE not in methods:
+        blocks.append(skipped("Relative regret", f"no `{REFERENCE}` results to divide by"))
+    elif not paper_level:
+        blocks.append(skipped("Relative regret", "no corruption at the paper's levels"))
+    else:
+        at_level = values[values["test_set"].isin(paper_level)]
+        per_seed = at_level.pivot(index=["seed", "test_set"], columns="method", values="value")
+        ratio = per_seed.div(per_seed[REFERENCE], axis=0).drop(columns=REFERENCE)
+        long = ratio.reset_index().melt(["seed", "test_set"], var_name="method")
+        stats = ci_frame(long, ["method", "test_set"])
+        shown = [m for m in methods if m != REFERENCE]
+        grid = SeedTable(
+            *(
+                stats.pivot(index="method", columns="test_set", values=c)
+                .reindex(index=shown, columns=paper_level)
+                .rename_axis(index=None, columns=None)
+                for c in ("mean", "half", "n")
+            ),
+            seeds=int(at_level["seed"].nunique()),
+        )
+        blocks.append(
+            figs.add(
+                "corruption_vs_dfl",
+                "Normalized regret divided by DFL's (same seed), mean ± 95 % CI over seeds, at "
+                "the paper's corruption levels; below the dashed line beats DFL.",
+                figures.grouped_bars,
+                grid.long(),
+                shown,
+                "normalized regret / DFL's",
+                "Corrupted in-distribution test set",
+                (1.0, "DFL"),
+            )
+        )
+        blocks.append(table_block(grid, run))
+    by_kind = pd.Series([p[0] for p in parsed.values()]).value_counts()
+    swept = set(by_kind[by_kind > 1].index)
+    if not swept:
+        return [*blocks, skipped("Severity sweep", "one level per corruption only")]
+    rows = [t for t, (kind, _) in parsed.items() if kind in swept]
+    table = seed_table(
+        values[values["test_set"].isin(rows)], CORRUPTIONS, methods, aggregates=False
+    )
+    long = table.long()
+    long["kind"] = [parsed[g][0] for g in long["group"]]
+    long["level"] = [parsed[g][1] for g in long["group"]]
+    blocks.append(
+        figs.add(
+            "corruption_severity",
+            "Normalized regret against corruption level (mean over seeds).",
+            figures.severity_lines,
+            long,
+            methods,
+            "normalized regret",
+        )
+    )
+    return blocks
+
+
+def ablation(run: RunOutputs, figs: FigureWriter, suite: str | None) -> list[Block]:
+    blocks: list[Block] = [Heading("3D-Learning trained with DFL vs. MSE (Fig. 3)")]
+    present = set(run.results["method"])
+    if suite is None or not {"threed", "threed-mse"} <= present:
+        return [*blocks, skipped("Ablation", "needs both `threed` and `threed-mse` results")]
+    methods = [m for m in ("threed", "threed-mse", "dfl", "mse") if m in present]
+    table = seed_table(run.results, suite, methods)
+    blocks.append(
+        figs.add(
+            "threed_dfl_vs_mse",
+            f"Normalized regret per `{suite}` test set (mean ± 95 % CI over seeds): 3D-Learning "
+            "with the decision-focused loss (`threed`) and with MSE (`threed-mse`), plain DFL "
+            "and MSE for reference.",
+            figures.grouped_bars,
+            table.long(),
+            methods,
+            "normalized regret",
+            "3D-Learning: decision-focused vs. MSE training",
+        )
+    )
+    return blocks
+
+
+def budget(run: RunOutputs, figs: FigureWriter, suite: str | None) -> list[Block]:
+    blocks: list[Block] = [Heading("Robustness budget ε (Fig. 4)")]
+    sweep = {m: sweep_budget(m) for m in order_methods(run.results["method"])}
+    sweep = {m: e for m, e in sweep.items() if e is not None}
+    if suite is None or not sweep:
+        return [*blocks, skipped("Budget sweep", "not enabled in this run (no `threed@ε` results)")]
+    table = seed_table(run.results, suite, list(sweep))
+    rows = table.long()
+    rows = rows[rows["group"].isin(["average", "maximum"])].rename(columns={"group": "stat"})
+    rows["eps"] = rows["method"].map(sweep)
+    reference = None
+    if REFERENCE in set(run.results["method"]):
+        dfl = seed_table(run.results, suite, [REFERENCE]).mean.loc[REFERENCE]
+        reference = pd.DataFrame(
+            {"stat": ["average", "maximum"], "mean": dfl.loc[["average", "maximum"]].to_numpy()}
+        )
+    blocks.append(
+        figs.add(
+            "budget_sweep",
+            f"Average and maximum normalized regret over the `{suite}` test sets against the "
+            "budget ε (mean ± 95 % CI over seeds); dashed: DFL.",
+            figures.budget_sweep,
+            rows,
+            reference,
+        )
+    )
+    columns = ["average", "maximum"]
+    block = table_block(
+        SeedTable(table.mean[columns], table.half[columns], table.n[columns], table.seeds),
+        run,
+        exclude=list(sweep),
+    )
+    blocks.append(block)
+    return blocks
+
+
+def _segment_stats(samples: dict[str, np.ndarray]) -> Table:
+    """Count, length, marginal moments and lag-1 autocorrelation of each sample set."""
+    table = Table(["segments", "n", "length", "mean", "std", "min", "max", "lag-1 autocorr."], [])
+    for name, x in samples.items():
+        centred = x - x.mean(axis=1, keepdims=True)
+        denom = (centred**2).sum(axis=1)
+        num = (centred[:, 1:] * centred[:, :-1]).sum(axis=1)
+        valid = denom > 0
+        ac = float((num[valid] / denom[valid]).mean()) if valid.any() else float("nan")
+        stats = [x.mean(), x.std(), x.min(), x.max(), ac]
+        table.rows.append([name, str(x.shape[0]), str(x.shape[1]), *(number(v, 3) for v in stats)])
+    return table
+
+
+def samples(run: RunOutputs, figs: FigureWriter) -> list[Block]:
+    blocks: list[Block] = [Heading("Generated, real and worst-case segments")]
+    s = run.samples
+    if not s:
+        return [*blocks, skipped("Segments", "no `samples.npz`")]
+    blocks.append(Bullets([f"`{k}`: {SAMPLE_SETS[k]}" for k in s]))
+    if "real" in s and "generated" in s:
+        blocks.append(
+            figs.add(
+                "generated_vs_real",
+                "Real normalized training segments and segments of the reference diffusion "
+                "model; right: marginal distributions of all values.",
+                figures.generated_vs_real,
+                s["real"],
+                s["generated"],
+            )
+        )
+    else:
+        blocks.append(skipped("Generated vs. real", "`samples.npz` lacks `real` or `generated`"))
+    if "worst_case" in s:
+        blocks.append(
+            figs.add(
+                "worst_case",
+                "The worst-case segments 3D-Learning found in its last epoch, over the 5–95 % "
+                "band of real segments; right: marginal distributions"
+                + (" (with the same draw, adversary off)." if "worst_case_off" in s else "."),
+                figures.worst_case_segments,
+                s.get("real"),
+                s["worst_case"],
+                *(
+                    (s["worst_case_off"], "adversary off")
+                    if "worst_case_off" in s
+                    else (s.get("generated"), "generated")
+                ),
+            )
+        )
+    else:
+        blocks.append(skipped("Worst-case segments", "`samples.npz` has no `worst_case`"))
+    blocks.append(_segment_stats(s))
+    return blocks
+
+
+def _curves(h: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Mean over seeds per method and epoch, with ``_lo``/``_hi`` (range over seeds)."""
+    grouped = h.groupby(["method", "epoch"])[list(columns)]
+    lo, hi = grouped.min().add_suffix("_lo"), grouped.max().add_suffix("_hi")
+    return pd.concat([grouped.mean(), lo, hi], axis=1).reset_index()
+
+
+def training(run: RunOutputs, figs: FigureWriter) -> list[Block]:
+    blocks: list[Block] = [Heading("Training curves and each method's diagnostics")]
+    h = run.histories
+    if h is None or h.empty:
+        return [*blocks, skipped("Training curves", "no `histories.csv`")]
+    methods = plot_methods(h)
+    h = h[h["method"].isin(methods)]
+    shared = [c for c in ("val_regret", "train_loss") if c in SHARED_HISTORY and c in h]
+    curves = _curves(h, shared) if shared else pd.DataFrame()
+    if "val_regret" in curves and curves["val_regret"].notna().any():
+        blocks.append(
+            figs.add(
+                "validation_regret",
+                f"`val_regret`: {SHARED_HISTORY['val_regret']} (mean over seeds).",
+                figures.curves_by_method,
+                curves,
+                methods,
+                "val_regret",
+                "validation regret",
+                "Validation regret",
+            )
+        )
+    if "train_loss" in curves and curves["train_loss"].notna().any():
+        shown = [
+            m for m in methods if curves.loc[curves["method"] == m, "train_loss"].notna().any()
+        ]
+        blocks.append(
+            figs.add(
+                "train_loss",
+                f"`train_loss`: {SHARED_HISTORY['train_loss']} (mean over seeds, band: range "
+                "over seeds); each method minimises its own loss, so the scales differ.",
+                figures.small_multiples,
+                curves,
+                shown,
+                "train_loss",
+                "method",
+                "training loss",
+            )
+        )
+    for method in methods:
+        declared = history_columns(method)
+        if not declared:
+            continue
+        rows = h[h["method"] == method]
+        written = [c for c in declared if c in rows and rows[c].notna().any()]
+        absent = [c for c in declared if c not in written]
+        if not written:
+            blocks.append(
+                skipped(f"Diagnostics of `{method}`", "its history holds none of its columns")
+            )
+            continue
+        per = _curves(rows, written)
+        long = pd.concat(
+            [
+                per[["epoch"]].assign(
+                    quantity=c, value=per[c], value_lo=per[f"{c}_lo"], value_hi=per[f"{c}_hi"]
+                )
+                for c in written
+            ]
+        )
+        name = "diagnostics_" + "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in method)
+        blocks.append(
+            figs.add(
+                name,
+                f"`{method}` per epoch (mean over seeds, band: range): "
+                + "; ".join(f"`{c}`: {declared[c]}" for c in written)
+                + "."
+                + (
+                    " Not written this run: " + ", ".join(f"`{c}`" for c in absent) + "."
+                    if absent
+                    else ""
+                ),
+                figures.small_multiples,
+                long,
+                written,
+                "value",
+                "quantity",
+                "value",
+                figures.line_color(method),
+                f"{method}: its own diagnostics",
+            )
+        )
+    return blocks
+
+
+def wall_time(run: RunOutputs, figs: FigureWriter) -> list[Block]:
+    blocks: list[Block] = [Heading("Wall time")]
+    t = run.timings
+    if t is None or t.empty:
+        return [*blocks, skipped("Wall time", "no `timings.csv`")]
+    stages = list(dict.fromkeys(t["stage"]))
+    per_seed = t.groupby(["method", "seed", "stage"])["seconds"].sum()
+    seconds = per_seed.groupby(["method", "stage"]).mean().unstack("stage")
+    seconds = seconds.reindex(index=order_methods(seconds.index), columns=stages)
+    seeds = t.groupby("method")["seed"].nunique()
+    blocks.append(
+        figs.add(
+            "wall_time",
+            "Seconds per seed, mean over seeds, stacked by stage.",
+            figures.wall_time,
+            seconds,
+        )
+    )
+    table = Table(["method", *stages, "total", "seeds"], [])
+    for method, row in seconds.iterrows():
+        cells = [f"{v:.1f}" if np.isfinite(v) else "–" for v in row.to_numpy(dtype=float)]
+        table.rows.append([str(method), *cells, f"{np.nansum(row):.1f}", str(seeds[method])])
+    blocks.append(Para("Seconds per seed (mean over seeds):"))
+    blocks.append(table)
+    return blocks
+
+
+def notes(run: RunOutputs) -> list[Block]:
+    blocks: list[Block] = [Heading("Notes and configuration")]
+    items = run.meta.get("notes")
+    if isinstance(items, list) and items:
+        blocks.append(Bullets([str(n) for n in items]))
+    versions = run.meta.get("versions")
+    if isinstance(versions, dict) and versions:
+        blocks.append(Para("Versions: " + ", ".join(f"{k} `{v}`" for k, v in versions.items())))
+    if run.config_text:
+        blocks += [Para("Resolved configuration (`config.toml`):"), Code(run.config_text, "toml")]
+    if len(blocks) == 1:
+        blocks.append(skipped("Notes", "no `results.json` notes and no `config.toml`"))
+    return blocks

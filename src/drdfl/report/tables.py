@@ -1,0 +1,154 @@
+"""Numbers of the report: means and intervals over seeds, laid out methods × test sets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from drdfl.evaluation.metrics import mean_ci
+from drdfl.methods.registry import SKYLINE, label_order, sweep_budget
+
+#: the headline metric of every table
+MAIN_METRIC = "normalized_regret"
+#: suites that are not a protocol's own test sets
+CORRUPTIONS = "corruptions"
+#: means closer than this to the column's best (absolute, or relative to the column's
+#: largest magnitude, whichever is larger) tie with it; a column where every method ties
+#: has no best (e.g. every regret ~1e-11 on a constant series)
+BEST_ATOL, BEST_RTOL = 1e-9, 1e-6
+#: how a missing number is shown
+NA = "n/a"
+
+
+def order_methods(methods: Iterable[str]) -> list[str]:
+    """Run labels in table order: registry order with each method's variants after it,
+    unknown labels next, the skyline last."""
+    return sorted(set(methods), key=label_order)
+
+
+def plot_methods(results: pd.DataFrame) -> list[str]:
+    """Labels that get their own row, bar and line (not budget-sweep points, not skyline)."""
+    return [m for m in order_methods(results["method"]) if sweep_budget(m) is None and m != SKYLINE]
+
+
+def main_suites(results: pd.DataFrame) -> list[str]:
+    """The protocols' own suites in ``results`` (neither corruptions nor skyline), in order."""
+    return [s for s in dict.fromkeys(results["suite"]) if s not in (CORRUPTIONS, SKYLINE)]
+
+
+def ci_frame(long: pd.DataFrame, keys: list[str], level: float = 0.95) -> pd.DataFrame:
+    """Mean, CI half-width and count of finite ``value`` over seeds per ``keys``."""
+    rows = []
+    for key, values in long.groupby(keys, sort=False)["value"]:
+        v = values.to_numpy(dtype=np.float64)
+        mean, half = mean_ci(v, level)
+        rows.append((*key, mean, half, int(np.isfinite(v).sum())))
+    return pd.DataFrame(rows, columns=[*keys, "mean", "half", "n"])
+
+
+@dataclass(frozen=True)
+class SeedTable:
+    """Mean over seeds, CI half-width and number of finite seeds: methods (rows) × columns."""
+
+    mean: pd.DataFrame
+    half: pd.DataFrame
+    n: pd.DataFrame
+    #: seeds each method ran (a cell with fewer finite values says so)
+    seeds: int
+    #: columns with no finite value at all, left out of the average and maximum
+    dropped: tuple[str, ...] = ()
+
+    def best(self, exclude: Sequence[str] = (SKYLINE,), digits: int | None = None) -> pd.DataFrame:
+        """True where a cell's mean is the lowest of its column among rows not in
+        ``exclude``, within the tie tolerance; nothing is best in a column where every
+        competing row ties or fewer than two rows have a number. With ``digits``, means
+        are compared as shown (rounded), so two cells that read the same tie."""
+        rows = ~self.mean.index.isin(list(exclude))
+        mean = self.mean if digits is None else self.mean.round(digits)
+        ranked = mean[rows]
+        lowest, highest = ranked.min(axis=0), ranked.max(axis=0)
+        scale = ranked.abs().max(axis=0)
+        tol = np.maximum(BEST_ATOL, BEST_RTOL * scale)
+        near = mean.le(lowest + tol, axis=1).to_numpy()
+        distinct = ((highest - lowest > tol) & (ranked.notna().sum(axis=0) >= 2)).to_numpy()
+        mask = near & rows[:, None] & distinct[None, :]
+        return pd.DataFrame(mask, index=self.mean.index, columns=self.mean.columns)
+
+    def long(self) -> pd.DataFrame:
+        """``group, method, mean, half`` rows (group: the column), for plotting."""
+        parts = [
+            getattr(self, k).rename_axis(index="method", columns="group").stack().rename(k)
+            for k in ("mean", "half")
+        ]
+        return pd.concat(parts, axis=1).reset_index()[["group", "method", "mean", "half"]]
+
+
+def seed_table(
+    results: pd.DataFrame,
+    suite: str,
+    methods: Sequence[str] | None = None,
+    metric: str = MAIN_METRIC,
+    aggregates: bool = True,
+    level: float = 0.95,
+) -> SeedTable:
+    """``metric`` per method and test set of ``suite``, mean ± CI over seeds.
+
+    With ``aggregates``, columns ``average`` and ``maximum`` are the mean and maximum over
+    test sets taken per seed, then summarised over seeds; a seed with a missing value on
+    any test set has neither. Test sets keep their order in ``results``.
+    """
+    in_suite = results[results["suite"] == suite]
+    tests = list(dict.fromkeys(in_suite["test_set"]))
+    values = in_suite[in_suite["metric"] == metric]
+    methods = list(methods) if methods is not None else order_methods(values["method"])
+    values = values[values["method"].isin(methods)]
+    per_seed = values.pivot(index=["method", "seed"], columns="test_set", values="value")
+    per_seed = per_seed.reindex(columns=tests)
+    columns = list(tests)
+    dropped: tuple[str, ...] = ()
+    if aggregates:
+        kept = [t for t in tests if per_seed[t].notna().any()]
+        dropped = tuple(t for t in tests if t not in kept)
+        per_seed["average"] = per_seed[kept].mean(axis=1, skipna=False)
+        per_seed["maximum"] = per_seed[kept].max(axis=1, skipna=False)
+        columns += ["average", "maximum"]
+    long = per_seed.reset_index().melt(["method", "seed"], var_name="column", value_name="value")
+    stats = ci_frame(long, ["method", "column"], level)
+
+    def grid(name: str) -> pd.DataFrame:
+        table = stats.pivot(index="method", columns="column", values=name)
+        return table.reindex(index=methods, columns=columns).rename_axis(index=None, columns=None)
+
+    seeds = int(values.groupby("method")["seed"].nunique().max()) if len(values) else 0
+    return SeedTable(grid("mean"), grid("half"), grid("n"), seeds, dropped)
+
+
+def decimals(values: np.ndarray) -> int:
+    """Decimals that give the largest magnitude in ``values`` three significant digits."""
+    finite = np.abs(values[np.isfinite(values)])
+    top = finite.max() if finite.size else 0.0
+    if top < BEST_ATOL:
+        return 3
+    return int(np.clip(2 - np.floor(np.log10(top)), 0, 6))
+
+
+def number(value: float, digits: int) -> str:
+    """``value`` with ``digits`` decimals; a value within the tie tolerance of 0 shows as 0."""
+    if not np.isfinite(value):
+        return NA
+    return f"{0.0 if abs(value) < BEST_ATOL else value:.{digits}f}"
+
+
+def cell(mean: float, half: float, n: float, seeds: int, digits: int) -> str:
+    """``mean ± half`` with ``(n=k)`` when fewer seeds than the run's have a number."""
+    if not np.isfinite(mean):
+        return NA
+    text = number(mean, digits)
+    if np.isfinite(half):
+        text += f" ± {number(half, digits)}"
+    if n < seeds:
+        text += f" (n={int(n)})"
+    return text

@@ -1,0 +1,121 @@
+"""The Ray executor: the same plan as Ray core tasks, on a local Ray or a cluster.
+
+Every node is one task; the nodes it needs are passed to it as object refs, so Ray starts
+it only after they finish and fails it without running it when one of them failed (it is
+then reported "not run"). A task that raises is retried ``retries`` times in a fresh
+attempt. On a cluster ``OUT`` and the reference-model cache must be on a shared
+filesystem.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from drdfl.errors import DrdflError
+from drdfl.runner import unit as unit_module
+from drdfl.runner.local import OnDone, Outcome, blocked_by, error_line, not_run
+from drdfl.runner.unit import Job
+
+#: environment a task takes over from the caller (paths made absolute)
+FORWARDED_ENV = ("DRDFL_DATA_DIR", "DRDFL_CACHE_DIR", "DRDFL_OFFLINE")
+
+
+def require_ray() -> Any:
+    """The ``ray`` module, or a one-line error saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise DrdflError(
+            "drdfl sweep needs Ray, which is not installed; install it with "
+            "pip install 'drdfl[sweep]' (or pip install ray)"
+        ) from None
+    return ray
+
+
+def forwarded_env() -> dict[str, str]:
+    """The caller's drdfl settings, paths made absolute, for tasks on other processes."""
+    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    for key in ("DRDFL_DATA_DIR", "DRDFL_CACHE_DIR"):
+        if key in env:
+            env[key] = str(Path(env[key]).resolve())
+    return env
+
+
+class RayExecutor:
+    """Runs jobs as Ray tasks (joining ``address`` or starting a local Ray unless one is
+    running), ``cpus_per_task`` CPUs each, retrying a failed task ``retries`` times."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        cpus_per_task: int = 1,
+        retries: int = 1,
+    ) -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+        self.cpus_per_task = cpus_per_task
+        self.retries = retries
+
+    def run(self, jobs: list[Job], on_done: OnDone | None = None) -> dict[str, Outcome]:
+        """Every job; one outcome per job id."""
+        ray = require_ray()
+        started = not ray.is_initialized()
+        if started:
+            init: dict[str, Any] = {"address": self.address, "log_to_driver": False}
+            if self.address is None:
+                init.update(num_cpus=self.num_cpus, include_dashboard=False)
+            ray.init(**init)
+        try:
+            return self._run(ray, jobs, on_done)
+        finally:
+            if started:
+                ray.shutdown()
+
+    def _run(self, ray: Any, jobs: list[Job], on_done: OnDone | None) -> dict[str, Outcome]:
+        # Looked up at call time: the task function is whatever the module holds now.
+        task = ray.remote(unit_module.execute_task)
+        refs: dict[str, Any] = {}
+        for job in jobs:
+            gpu = 1 if job.cfg.device.startswith("cuda") else 0
+            options = task.options(
+                num_cpus=self.cpus_per_task,
+                num_gpus=gpu,
+                max_retries=self.retries,
+                retry_exceptions=True,
+                name=job.node.id,
+            )
+            needs = [refs[n] for n in job.node.needs if n in refs]
+            refs[job.node.id] = options.remote(job, *needs)
+        by_ref = {ref: job for job, ref in zip(jobs, refs.values(), strict=True)}
+        outcomes: dict[str, Outcome] = {}
+        remaining = list(refs.values())
+        results: dict[str, Any] = {}
+        while remaining:
+            ready, remaining = ray.wait(remaining, num_returns=1)
+            job = by_ref[ready[0]]
+            try:
+                results[job.node.id] = ray.get(ready[0])
+                if on_done is not None:
+                    on_done(job, results[job.node.id])
+            except ray.exceptions.RayTaskError as exc:
+                results[job.node.id] = exc
+            except ray.exceptions.RayError as exc:  # a lost worker, a cancelled task
+                results[job.node.id] = exc
+        # Outcomes in plan order, so that a node's needs are settled before it is.
+        for job in jobs:
+            value = results[job.node.id]
+            blocked = blocked_by(job, outcomes)
+            if blocked:
+                outcomes[job.node.id] = not_run(blocked)
+            elif isinstance(value, BaseException):
+                cause = getattr(value, "cause", None) or value
+                outcomes[job.node.id] = Outcome("failed", error=cause, message=error_line(cause))
+            else:
+                outcomes[job.node.id] = Outcome("done", value)
+        return outcomes
+
+
+__all__ = ["FORWARDED_ENV", "RayExecutor", "forwarded_env", "require_ray"]

@@ -1,0 +1,308 @@
+"""Where a run lives on disk: the output directory, its lock, unit folders and markers,
+input fingerprints and the assembled tables.
+
+Layout of ``OUT``::
+
+    run.json        what the run was started from (configuration and input fingerprints)
+    config.toml     the resolved configuration (loading it rebuilds exactly this config)
+    .drdfl.lock     held while a run or resume works in OUT (pid and host inside)
+    units/<key>/    one unit's results.csv, history.csv, timings.csv, model/, done.json
+    results.csv …   the tables assembled from the finished units, in plan order
+
+A fresh run takes only a new or empty directory; a directory holding anything but a run
+of ours is never written to. ``--resume`` refuses a directory whose configuration or
+inputs differ, saying which.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from drdfl._io import atomic_open, write_json, write_text
+from drdfl.errors import ConfigError, ModelError
+
+#: the record of what a run was started from; its presence marks a directory as ours
+RUN_FILE = "run.json"
+LOCK_FILE = ".drdfl.lock"
+DONE_FILE = "done.json"
+RESULT_COLUMNS = ["method", "seed", "suite", "test_set", "metric", "value"]
+
+
+def git_state() -> dict[str, Any]:
+    """The git commit of the running code and whether its checkout has local changes
+    (``None`` for both when the code is not in a git checkout)."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def versions() -> dict[str, Any]:
+    """Versions of what produced the numbers, with the git commit and dirty flag."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from drdfl import __version__
+
+    return {
+        "drdfl": __version__,
+        **{f"git_{k}": v for k, v in git_state().items()},
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def file_fingerprint(path: str | Path) -> dict[str, Any]:
+    """A file's resolved path, size and sha256."""
+    from drdfl.data.registry import sha256_file
+
+    p = Path(path).resolve()
+    return {"path": str(p), "size": p.stat().st_size, "sha256": sha256_file(p)}
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the entries that differ between two JSON-like records."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old or key not in new:
+                out.append(name)
+            else:
+                out += _differences(old[key], new[key], name)
+        return out
+    return [] if old == new else [prefix or "<record>"]
+
+
+@contextlib.contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """Let an ``OSError`` raised inside the block (a full disk) name ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+
+
+def _holder(lock: Path) -> str:
+    try:
+        text = lock.read_text(encoding="utf-8").strip()
+    except OSError:
+        text = ""
+    return text or "another process"
+
+
+class OutputDir:
+    """An output directory that a run (or sweep) claims: exclusive while it works in it,
+    and never one that holds another tool's or user's files."""
+
+    def __init__(self, path: str | Path, marker: str = RUN_FILE, what: str = "run") -> None:
+        self.path = Path(path)
+        self.marker = marker
+        self.what = what
+
+    @contextlib.contextmanager
+    def claim(self, record: dict[str, Any], resume: bool) -> Iterator[None]:
+        """Hold ``path`` for the block: create it (or check that it holds this very
+        run when resuming), lock it, and write ``record`` as its marker."""
+        out = self.path
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out}: is a file, not a directory")
+        created = not out.exists()
+        had_lock = (out / LOCK_FILE).exists()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            handle = open(out / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held open
+        except OSError as exc:
+            raise ConfigError(f"--out {out}: cannot write there ({exc.strerror})") from None
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConfigError(
+                    f"{out} is in use by {_holder(out / LOCK_FILE)}; wait for it to finish "
+                    "or choose another --out"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"drdfl pid {os.getpid()} on host {socket.gethostname()}\n")
+            handle.flush()
+            try:
+                self._check(record, resume)
+            except BaseException:
+                # Leave the directory as it was found.
+                if created:
+                    shutil.rmtree(out, ignore_errors=True)
+                elif not had_lock:
+                    (out / LOCK_FILE).unlink(missing_ok=True)
+                raise
+            write_json(out / self.marker, record)
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    def _check(self, record: dict[str, Any], resume: bool) -> None:
+        out = self.path
+        present = sorted(p.name for p in out.iterdir() if p.name != LOCK_FILE)
+        if not present:
+            return
+        marker = out / self.marker
+        if not marker.is_file():
+            shown = ", ".join(present[:5]) + (", …" if len(present) > 5 else "")
+            raise ConfigError(
+                f"{out} holds files that are not a drdfl {self.what} ({shown}); choose a new "
+                "or empty --out"
+            )
+        if not resume:
+            raise ConfigError(
+                f"{out} already holds a {self.what}; pass --resume to continue it or choose "
+                "another --out"
+            )
+        try:
+            previous = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{marker}: unreadable ({exc}); cannot resume") from None
+        differs = _differences(previous, record)
+        if differs:
+            raise ConfigError(
+                f"cannot resume {out}: {', '.join(differs)} differ(s) from the {self.what} "
+                "it holds; resume with the same profile, config file, --set options, data "
+                "and code, or choose another --out"
+            )
+
+
+class RunStore:
+    """The files of one run in ``out``: unit folders, done markers and assembly."""
+
+    def __init__(self, out: str | Path) -> None:
+        self.out = Path(out)
+        self.dir = OutputDir(self.out)
+
+    @contextlib.contextmanager
+    def open(self, config_text: str, fingerprint: dict[str, Any], resume: bool) -> Iterator[None]:
+        """Claim ``out`` for the block and write its ``config.toml``."""
+        with self.dir.claim({"config": config_text, "inputs": fingerprint}, resume):
+            try:
+                (self.out / "units").mkdir(exist_ok=True)
+                write_text(self.out / "config.toml", config_text)
+            except OSError as exc:
+                raise ConfigError(
+                    f"{exc.filename or self.out}: cannot write ({exc.strerror})"
+                ) from None
+            yield
+
+    def unit_dir(self, key: str) -> Path:
+        return self.out / "units" / key
+
+    def is_done(self, key: str) -> bool:
+        return (self.unit_dir(key) / DONE_FILE).is_file()
+
+    def read_unit(self, key: str) -> dict[str, Any]:
+        """A done unit's tables (``results``, ``history``, ``timings``); a clear error that
+        says to delete the unit when one is missing or unreadable."""
+        import pandas as pd
+
+        folder = self.unit_dir(key)
+        tables: dict[str, Any] = {}
+        for name in ("results", "history", "timings"):
+            path = folder / f"{name}.csv"
+            try:
+                if name != "results" and path.stat().st_size <= 1:
+                    tables[name] = None
+                    continue
+                tables[name] = pd.read_csv(path)
+            except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+                raise ModelError(
+                    f"{path}: missing or corrupt ({type(exc).__name__}); delete {folder} and "
+                    "resume to redo that unit"
+                ) from None
+        results = tables["results"]
+        try:
+            rows = json.loads((folder / DONE_FILE).read_text(encoding="utf-8")).get("rows")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            rows = -1
+        if (
+            list(results.columns) != RESULT_COLUMNS
+            or results["value"].isna().all()
+            or (rows is not None and len(results) != rows)
+        ):
+            raise ModelError(
+                f"{folder / 'results.csv'}: not a complete unit table; delete {folder} and "
+                "resume to redo that unit"
+            )
+        return tables
+
+    def write_table(self, name: str, frame: Any) -> None:
+        """``frame`` as ``OUT/name`` (CSV), atomically."""
+        with naming(self.out / name), atomic_open(self.out / name, "w", newline="") as handle:
+            frame.to_csv(handle, index=False)
+
+
+def write_unit(
+    folder: Path,
+    results: Any,
+    history: Any,
+    timings: Any,
+    worst: Any,
+    summary: dict[str, Any],
+) -> None:
+    """A unit's tables, its worst cases and finally its done marker, each atomically."""
+    import numpy as np
+
+    tables = (("results.csv", results), ("history.csv", history), ("timings.csv", timings))
+    for name, frame in tables:
+        with naming(folder / name), atomic_open(folder / name, "w", newline="") as handle:
+            frame.to_csv(handle, index=False)
+    if worst is not None:
+        path = folder / "worst_case.npy"
+        with naming(path), atomic_open(path, "wb") as handle:
+            np.save(handle, worst)
+    with naming(folder / DONE_FILE):
+        write_json(folder / DONE_FILE, summary)
+
+
+__all__ = [
+    "DONE_FILE",
+    "LOCK_FILE",
+    "RESULT_COLUMNS",
+    "RUN_FILE",
+    "OutputDir",
+    "RunStore",
+    "file_fingerprint",
+    "git_state",
+    "naming",
+    "versions",
+    "write_unit",
+]

@@ -1,0 +1,336 @@
+"""One node of the plan, done: the reference model of a seed, or a unit (train one method
+with one seed, evaluate it on every test set of the run, write its folder).
+
+:func:`execute_task` is what every executor calls, in whatever process it runs: its
+inputs are a picklable :class:`Job`, its outputs files and a small summary. Within a
+process the run's data (suite, user test sets, corruptions, skyline splits) is built once
+and reused by the units that process runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drdfl.config import DataConfig, EvaluationConfig, ExperimentConfig
+from drdfl.errors import ConfigError, ModelError
+from drdfl.methods.registry import SKYLINE
+from drdfl.runner.plan import Node, Unit, warm_start_of
+from drdfl.runner.reference import ReferenceCache, ReferenceEntry
+from drdfl.runner.store import DONE_FILE, write_unit
+
+#: share of each test set that trains the skyline (the rest scores everyone)
+SKYLINE_FIT = 0.7
+
+
+class RunData:
+    """The data of a run: its suite, the user's test sets, the corrupted and skyline test
+    sets; each built on first use."""
+
+    def __init__(self, data: DataConfig, evaluation: EvaluationConfig) -> None:
+        self.config = data
+        self.evaluation = evaluation
+
+    @cached_property
+    def suite(self) -> Any:
+        from drdfl.runner.steps import build_suite
+
+        return build_suite(self.config)
+
+    @cached_property
+    def extra_tests(self) -> list[Any]:
+        """The user's own test sets (``--test``), placed with the suite's scaler; two with
+        the same name are an error."""
+        if not self.config.extra_tests:
+            return []
+        from drdfl.runner.steps import user_test_sets
+
+        data = self.suite.data
+        tests = user_test_sets(
+            self.config.extra_tests,
+            data.scaler,
+            data.train.window,
+            data.train.horizon,
+            data.interval_s,
+            self.suite.train_series.values,
+            self.config.data_dir,
+            self.config.tokens,
+        )
+        names = [t.name for t in tests]
+        for name in dict.fromkeys(names):
+            if names.count(name) > 1:
+                same = [s for s, n in zip(self.config.extra_tests, names, strict=True) if n == name]
+                raise ConfigError(
+                    f"--test: {', '.join(same)} give the same test-set name {name!r}; rename "
+                    "one of the files"
+                )
+        return tests
+
+    @cached_property
+    def corrupted(self) -> list[Any]:
+        """The in-distribution test set under every corruption."""
+        from drdfl.evaluation.suites import corruption_tests
+
+        return corruption_tests(self.suite, self.evaluation.corruption_severities, seed=0)
+
+    @cached_property
+    def skyline_parts(self) -> dict[str, tuple[Any, Any, Any]]:
+        """Per main test set: (first 70 % of its windows, last 30 %, the set), in time order."""
+        parts = {}
+        for t in self.suite.tests:
+            order = np.argsort(t.windows.start, kind="stable")
+            cut = int(SKYLINE_FIT * order.shape[0])
+            gap = t.windows.window + t.windows.horizon - 1
+            fit, score = order[:cut], order[cut + gap :]
+            if fit.shape[0] < 2 or score.shape[0] < 1:
+                continue
+            parts[t.name] = (t.windows.subset(fit), t.windows.subset(score), t)
+        return parts
+
+    def reference_series(self) -> np.ndarray:
+        """The normalized training series the reference model is fitted to."""
+        return np.asarray(self.suite.data.series)
+
+
+_DATA: dict[str, RunData] = {}
+
+
+def run_data(cfg: ExperimentConfig) -> RunData:
+    """The run data of ``cfg``, shared by every unit this process runs."""
+    key = cfg.data.model_dump_json() + cfg.evaluation.model_dump_json()
+    if key not in _DATA:
+        _DATA.clear()  # one run's data at a time: a sweep's points may differ in data
+        _DATA[key] = RunData(cfg.data, cfg.evaluation)
+    return _DATA[key]
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a process needs to do one node of a run's plan."""
+
+    node: Node
+    cfg: ExperimentConfig
+    out: Path
+    cache: Path
+    progress: bool = False
+    #: the caller's working directory and data settings (a Ray worker may start elsewhere)
+    cwd: str = field(default_factory=os.getcwd)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def execute_task(job: Job, *needs: Any) -> dict[str, Any]:
+    """Do ``job`` (``needs``: the results of the nodes it needs, passed so that an
+    executor can order work by them) and return its summary."""
+    if job.cwd != os.getcwd() and os.path.isdir(job.cwd):
+        os.chdir(job.cwd)
+    os.environ.update(job.env)
+    if job.node.kind == "reference":
+        entry = fit_reference(job.cfg, job.node.seed, job.cache, job.progress)
+        what = "trained" if entry.seconds else "cached"
+        return {
+            "node": job.node.id,
+            "reference": str(entry.path),
+            "train_s": entry.seconds,
+            "line": f"{job.node.id}: reference model {what} ({entry.path})",
+        }
+    assert job.node.unit is not None
+    return run_unit(job.cfg, job.node.unit, job.out / "units" / job.node.unit.key, job.cache)
+
+
+def fit_reference(
+    cfg: ExperimentConfig, seed: int, cache: Path, progress: bool = False
+) -> ReferenceEntry:
+    """The reference model θ₀ of ``seed`` for ``cfg``'s data (trained once, then cached)."""
+    data = run_data(cfg)
+    return ReferenceCache(cache).get(
+        cfg.diffusion,
+        data.reference_series(),
+        data.suite.data.scaler,
+        seed,
+        progress=progress,
+        device=cfg.device,
+    )
+
+
+def run_unit(cfg: ExperimentConfig, unit: Unit, folder: Path, cache: Path) -> dict[str, Any]:
+    """Train and evaluate ``unit`` into ``folder`` (started over if it holds a partial
+    unit); returns its summary. A warm start is read from the sibling DFL unit's folder."""
+    import pandas as pd
+
+    from drdfl.runner.steps import save_trained, train_model
+
+    data = run_data(cfg)
+    if folder.exists():
+        shutil.rmtree(folder)  # a unit killed half-way starts over
+    folder.mkdir(parents=True)
+    train_cfg = cfg.train.model_copy(update={"device": cfg.device})
+    timings: list[dict[str, Any]] = []
+    params = dict(unit.params)
+    if unit.needs_reference:
+        entry = fit_reference(cfg, unit.seed, cache)
+        params["diffusion"] = str(entry.path)
+        if entry.seconds:
+            timings.append(_timing(unit, "diffusion", entry.seconds))
+    if unit.label == SKYLINE:
+        return _run_skyline(cfg, data, unit, folder, train_cfg, timings)
+    warm = None
+    source = warm_start_of(cfg, unit)
+    if source is not None:
+        warm = _load_warm_start(folder.parent / source.key)
+    start = time.perf_counter()
+    model, result = train_model(
+        unit.method,
+        data.suite,
+        task=cfg.task,
+        forecaster=cfg.forecaster,
+        train=train_cfg,
+        seed=unit.seed,
+        method_params=params,
+        warm_start=warm,
+    )
+    timings.append(_timing(unit, "train", time.perf_counter() - start))
+    model.method = unit.label
+    model.config["evaluation"] = cfg.evaluation.model_dump()  # drdfl evaluate rescores alike
+    save_trained(model, data.suite, folder / "model")
+    start = time.perf_counter()
+    results = _evaluate(cfg, data, unit, model)
+    timings.append(_timing(unit, "evaluate", time.perf_counter() - start))
+    history = pd.DataFrame(result.history)
+    history.insert(0, "seed", unit.seed)
+    history.insert(0, "method", unit.label)
+    worst = result.artifacts.get("worst_case")
+    return _finish(data, unit, folder, results, history, timings, worst)
+
+
+def _load_warm_start(folder: Path) -> Any:
+    from drdfl.artifacts import load_model
+
+    if not (folder / DONE_FILE).is_file():
+        raise ModelError(f"{folder}: the DFL unit this unit is warm-started from is not done")
+    try:
+        return load_model(folder / "model")
+    except Exception as exc:  # a corrupt model.pt raises torch's own errors
+        raise ModelError(
+            f"{folder / 'model'}: cannot load ({type(exc).__name__}: {str(exc)[:200]}); delete "
+            f"{folder} and resume to retrain that unit"
+        ) from None
+
+
+def _run_skyline(
+    cfg: ExperimentConfig,
+    data: RunData,
+    unit: Unit,
+    folder: Path,
+    train_cfg: Any,
+    timings: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """DFL trained on the first 70 % of each test set, scored on its last 30 %."""
+    import pandas as pd
+
+    from drdfl.evaluation.suites import Suite, TestSet, evaluate_tests
+    from drdfl.methods.base import TrainingData
+    from drdfl.runner.steps import train_model
+
+    rows = []
+    for name, (fit, score, test) in data.skyline_parts.items():
+        cut = int(0.85 * len(fit))
+        local_data = TrainingData(
+            fit.subset(np.arange(cut)),
+            fit.subset(np.arange(cut, len(fit))) if len(fit) - cut > 1 else None,
+            test.scaler,
+            test.scaler.transform(test.series.values),
+            data.suite.data.interval_s,
+        )
+        local = Suite(f"skyline:{name}", local_data, [], test.series, name)
+        start = time.perf_counter()
+        model, _ = train_model(
+            "dfl", local, task=cfg.task, forecaster=cfg.forecaster, train=train_cfg, seed=unit.seed
+        )
+        timings.append(_timing(unit, "train", time.perf_counter() - start))
+        scored = TestSet(name, score, test.scaler, test.series, test.w_distance, test.note)
+        table, _ = evaluate_tests(model.forecaster, [scored], model.task, **_eval_kw(cfg, unit))
+        table.insert(0, "suite", SKYLINE)
+        rows.append(table)
+    results = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    results.insert(0, "seed", unit.seed)
+    results.insert(0, "method", SKYLINE)
+    return _finish(data, unit, folder, results, pd.DataFrame(), timings, None)
+
+
+def _eval_kw(cfg: ExperimentConfig, unit: Unit) -> dict[str, Any]:
+    ev = cfg.evaluation
+    return {"alpha": ev.cvar_alpha, "n_boot": ev.bootstrap, "seed": unit.seed}
+
+
+def _evaluate(cfg: ExperimentConfig, data: RunData, unit: Unit, model: Any) -> Any:
+    """Every test of the run for one trained model, as tidy rows."""
+    import pandas as pd
+
+    from drdfl.evaluation.suites import TestSet, evaluate_tests
+
+    groups: list[tuple[str, list[Any]]] = [(data.suite.name, data.suite.tests)]
+    if cfg.evaluation.corruptions:
+        groups.append(("corruptions", data.corrupted))
+    if cfg.data.extra_tests:
+        groups.append(("user", data.extra_tests))
+    if cfg.evaluation.skyline:
+        groups.append(
+            (
+                SKYLINE,
+                [
+                    TestSet(n, score, t.scaler, t.series, t.w_distance, t.note)
+                    for n, (_, score, t) in data.skyline_parts.items()
+                ],
+            )
+        )
+    tables = []
+    for suite_name, tests in groups:
+        table, _ = evaluate_tests(model.forecaster, tests, model.task, **_eval_kw(cfg, unit))
+        table.insert(0, "suite", suite_name)
+        tables.append(table)
+    results = pd.concat(tables, ignore_index=True)
+    results.insert(0, "seed", unit.seed)
+    results.insert(0, "method", unit.label)
+    return results
+
+
+def _timing(unit: Unit, stage: str, seconds: float) -> dict[str, Any]:
+    return {"method": unit.label, "seed": unit.seed, "stage": stage, "seconds": seconds}
+
+
+def _finish(
+    data: RunData,
+    unit: Unit,
+    folder: Path,
+    results: Any,
+    history: Any,
+    timings: list[dict[str, Any]],
+    worst: np.ndarray | None,
+) -> dict[str, Any]:
+    import pandas as pd
+
+    scored = SKYLINE if unit.label == SKYLINE else data.suite.name
+    main = results[(results["suite"] == scored) & (results["metric"] == "normalized_regret")]
+    summary = {
+        "node": unit.key,
+        "train_s": sum(t["seconds"] for t in timings if t["stage"] == "train"),
+        "avg_normalized_regret": float(main["value"].mean()) if len(main) else float("nan"),
+        "max_normalized_regret": float(main["value"].max()) if len(main) else float("nan"),
+        "rows": len(results),
+    }
+    summary["line"] = (
+        f"{unit.key}: train {summary['train_s']:.1f}s, normalized regret avg "
+        f"{summary['avg_normalized_regret']:.4f} max {summary['max_normalized_regret']:.4f}"
+    )
+    write_unit(folder, results, history, pd.DataFrame(timings), worst, summary)
+    return summary
+
+
+__all__ = ["SKYLINE_FIT", "Job", "RunData", "execute_task", "fit_reference", "run_data", "run_unit"]
