@@ -24,17 +24,19 @@ Ambiguity sets (``ambiguity``):
   θ's own trajectories (:mod:`drdfl.diffusion.divergence`; by data processing it bounds
   the KL of the samples themselves). Each adversary step is a pathwise gradient step on
   the mean loss of θ's samples (differentiated through the sampled tail, the noise held
-  fixed), followed by a **projection**: θ − θ₀ is shrunk along the line until the KL of
-  that step's trajectories is at most ``kl_margin · budget`` and the KL of fresh
-  trajectories at most ``budget`` (θ = θ₀ if no shrink gets there). The budget therefore
+  fixed) less ``kl_weight`` times the KL in units of the budget — the penalty points the
+  step at directions that buy loss cheaply in nats — followed by a **projection**: θ − θ₀
+  is shrunk along the line until the KL of that step's trajectories is at most
+  ``kl_margin · budget`` and the KL of fresh trajectories at most ``budget`` (θ = θ₀ if
+  no shrink gets there). The budget therefore
   holds after every step, not on average. T′ is by default chosen by noise level — the
   last steps with ``ᾱ_t ≥ alpha_bar_min`` — so that the adversary acts where segment
   levels are still undecided and can move them, not only add fine noise; the tail is run
   with ``tail_steps`` strided DDPM steps (the KL is exact for that chain). What the runs
-  showed (numbers in RESULTS.md): the projected KL stays at the budget epoch after epoch,
-  the adversary's samples raise the forecaster's regret over θ₀'s under common noise
-  while staying as realistic as θ₀'s, and the worst case found on the 2024 traces is a
-  moderate change of level, not a collapse.
+  showed (numbers in RESULTS.md): the KL of the adversarial samples sits just under the
+  budget epoch after epoch, and under common noise they raise the forecaster's regret
+  severalfold over θ₀'s while a crop discriminator tells them from real data no better
+  than θ₀'s samples; a little more of their mass reaches the zero-demand floor.
 * ``level_scale = τ > 0`` composes the ``"pathkl"`` set with an explicit, budgeted
   direction: each segment's demand is multiplied by ``exp(ℓ)``, ``ℓ ~ N(0, τ²)`` under
   θ₀ and ``N(μ, s²)`` under the adversary, whose closed-form KL is added to the path KL
@@ -47,10 +49,15 @@ Ambiguity sets (``ambiguity``):
   excess over θ₀, ``budget_mode="excess"``), enforced by a dual variable
   ``α ← max(0, α + η_α (J̄ − ε))`` after each of ``inner_epochs`` epochs of ascent on
   ``E_θ[L] − α·J`` (pathwise gradient, or the paper's clipped likelihood-ratio estimator
-  with ``estimator="ratio"``). What the runs showed: J never sees the adversary's own
-  states, so J stays within ε while the samples move far from the data (with
-  ``sampling="full"`` most of them at zero demand), and a dual variable does not hold a
-  budget on the path KL either — it swings between far below and far above it.
+  with ``estimator="ratio"``, whose importance weights degenerate over hundreds of
+  dimensions and T′ steps). What the runs showed: J is measured on noised real
+  segments, never on the adversary's own states. With the paper's step sizes the
+  adversary barely moves (a path KL of a few nats, the regret hardly raised); with a
+  strong adversary J stays within ε while the samples leave the data (with
+  ``sampling="full"`` most of them at zero demand), ε values an order of magnitude apart
+  give the same result, and a dual variable put on the path KL instead did not hold it
+  either — it swung between far below and far above the budget, which is why
+  ``"pathkl"`` projects.
 
 Deviations from the paper's code in the ``"paper"`` set, and why:
 
