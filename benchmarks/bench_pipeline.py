@@ -49,12 +49,13 @@ from drdfl._io import write_json
 from drdfl.config import ExperimentConfig, TrainConfig, resolve_config
 from drdfl.diffusion.ddpm import score_matching_loss
 from drdfl.diffusion.model import DiffusionModel, get_preset
+from drdfl.diffusion.samplers import tail_with_noise
 from drdfl.diffusion.train import fit_series
 from drdfl.evaluation.suites import Suite, corruption_tests, evaluate_tests, synthetic_suite
 from drdfl.methods import get_method
 from drdfl.methods.augment import DiffusionAugmentParams
 from drdfl.methods.base import FitResult, TrainingData
-from drdfl.methods.threed import ThreeDLearning, ThreeDParams, tail_with_noise
+from drdfl.methods.threed import ThreeDLearning, ThreeDParams
 from drdfl.models.forecasters import build_forecaster
 from drdfl.runner.plan import plan_units
 from drdfl.runner.steps import build_suite, train_model
@@ -198,7 +199,7 @@ def threed_epoch(
     suite: Suite, cfg: ExperimentConfig, train: TrainConfig, preset: str, params: dict[str, Any]
 ) -> tuple[TimedThreeD, FitResult, Stage]:
     """One outer epoch of 3D-Learning on ``suite`` against a short-T reference."""
-    t_prime = ThreeDParams().t_prime
+    t_prime = ThreeDParams(**params).t_prime or 10
     reference = short_reference(suite, preset, t_prime)
     method = TimedThreeD(train=train, diffusion=reference, **params)
     model = build_forecaster(cfg.forecaster, suite.data.train.window, suite.data.train.horizon)
@@ -298,9 +299,11 @@ def threed_stage(
 ) -> dict[str, Any]:
     """One 3D-Learning outer epoch with ``sizes.inner_epochs`` inner epochs, extrapolated to
     the profile's inner epochs and to ``scale`` times the training windows of ``suite``."""
-    paper = ThreeDParams(**cfg.method_params.get("threed", {}))
+    # The paper's ambiguity set: this stage measures the paper's inner epochs.
+    paper = ThreeDParams(**{**cfg.method_params.get("threed", {}), "ambiguity": "paper"})
     params = {
         **cfg.method_params.get("threed", {}),
+        "ambiguity": "paper",
         "inner_epochs": sizes.inner_epochs,
         **sizes.threed_overrides,
     }
@@ -317,7 +320,7 @@ def threed_stage(
     setup = paper.pool * sampling["s_per_segment"] + clock["prepare"] * paper.pool / measured.pool
     return stage.record(
         preset_unet=sizes.preset,
-        reference_T=measured.t_prime,
+        reference_T=method.t_prime,
         params=measured.model_dump(exclude={"diffusion"}),
         measured_inner_epochs=sizes.inner_epochs,
         paper_inner_epochs=paper.inner_epochs,

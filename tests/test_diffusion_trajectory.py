@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch.distributions import Normal
 
+from drdfl.diffusion.divergence import path_kl, tail_with_kl
 from drdfl.diffusion.model import DiffusionModel, DiffusionModelConfig
-from drdfl.diffusion.samplers import get_sampler
+from drdfl.diffusion.samplers import get_sampler, states_at, tail_timesteps
 from drdfl.diffusion.trajectory import (
     Transitions,
     log_ratio,
@@ -129,3 +130,78 @@ def test_subset_and_keep_last_bounds(model: DiffusionModel) -> None:
     assert torch.equal(trajectory_log_prob(model, part), trajectory_log_prob(model, tr)[[0, 3]])
     with pytest.raises(ConfigError, match="keep_last must be in 0..12"):
         model.sample(2, "ddpm", keep_last=13)
+
+
+class _Shifted(torch.nn.Module):
+    """``model`` with a constant ``delta`` added to its predicted noise."""
+
+    def __init__(self, model: DiffusionModel, delta: torch.Tensor) -> None:
+        super().__init__()
+        self.model, self.delta, self.schedule = model, delta, model.schedule
+
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.model.eps(x_t, t) + self.delta
+
+
+def test_path_kl_is_zero_at_the_reference(model: DiffusionModel) -> None:
+    gen = torch.Generator().manual_seed(0)
+    starts = torch.randn(8, CFG.segment_length, generator=gen)
+    timesteps = tail_timesteps(6, 3)
+    noise = torch.randn(8, 3, CFG.segment_length, generator=gen)
+    assert bool((path_kl(model.clone(), model, starts, timesteps, noise) == 0).all())
+
+
+def test_path_kl_closed_form_for_a_constant_noise_shift(model: DiffusionModel) -> None:
+    """With ``ε_θ = ε_θ₀ + δ`` every step's mean moves by ``c_ε δ``: the KL is
+    ``Σ_k c_ε,k² ‖δ‖² / 2σ_k²`` whatever the states."""
+    delta = torch.full((CFG.segment_length,), 0.05)
+    shifted = _Shifted(model, delta)
+    timesteps = tail_timesteps(8, 4)
+    gen = torch.Generator().manual_seed(1)
+    starts = torch.randn(5, CFG.segment_length, generator=gen)
+    noise = torch.randn(5, 4, CFG.segment_length, generator=gen)
+    kl = path_kl(shifted, model, starts, timesteps, noise)
+    sched = model.schedule
+    expected = 0.0
+    for t, s in zip(timesteps[:-1].tolist(), timesteps[1:].tolist(), strict=True):
+        ab_t, ab_s = float(sched.alpha_bars[t]), float(sched.alpha_bars[s])
+        var = (1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)
+        priced = var if var > 0 else 1 - ab_t / ab_s  # the last step's stated variance
+        c_eps = (1 - ab_s - var) ** 0.5 - (ab_s / ab_t) ** 0.5 * (1 - ab_t) ** 0.5
+        expected += c_eps**2 * float(delta.square().sum()) / (2 * priced)
+    assert torch.allclose(kl, torch.full_like(kl, expected), rtol=1e-4)
+
+
+def test_path_kl_matches_monte_carlo_log_ratio(model: DiffusionModel) -> None:
+    """On θ's own trajectories, the mean log-ratio of the stochastic steps (a Monte Carlo
+    KL estimate) agrees with the analytic per-step KL of those steps."""
+    other = model.clone()
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    n, timesteps = 4000, tail_timesteps(6, 6)
+    gen = torch.Generator().manual_seed(2)
+    starts = torch.randn(n, CFG.segment_length, generator=gen)
+    noise = torch.randn(n, 6, CFG.segment_length, generator=gen)
+    with torch.no_grad():
+        tail = tail_with_kl(other, model, starts, timesteps, noise)
+        tr = Transitions(tail.states, timesteps, 1.0)
+        mc = (step_log_probs(other, tr) - step_log_probs(model, tr))[:, :-1].sum(1)
+    analytic = tail.step_kl[:, :-1].sum(1)
+    stderr = float(mc.std()) / n**0.5
+    assert abs(float(mc.mean()) - float(analytic.mean())) < 4 * stderr
+    assert float(analytic.mean()) > 10 * stderr  # a real difference, not two zeros
+
+
+def test_tail_timesteps_and_pool_states(model: DiffusionModel) -> None:
+    assert tail_timesteps(8, 4).tolist() == [8, 6, 4, 2, 0]
+    with pytest.raises(ConfigError, match="takes 1..3 steps"):
+        tail_timesteps(3, 5)
+    x_T = torch.randn(3, CFG.segment_length, generator=torch.Generator().manual_seed(0))
+    full = states_at(model.eps, model.schedule, x_T, 4, steps=CFG.T)
+    # Every DDIM step from T to 4 equals the deterministic sampler's first T − 4 steps.
+    x = x_T
+    ddim = get_sampler("ddim")
+    for t in range(CFG.T, 4, -1):
+        x = ddim.step(model.schedule, x, model.eps(x, torch.full((3,), t)), t, t - 1)
+    assert torch.allclose(full, x, atol=1e-5)

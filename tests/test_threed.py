@@ -11,13 +11,19 @@ import torch
 
 from drdfl.config import TrainConfig
 from drdfl.data.windows import Scaler, make_windows
-from drdfl.diffusion.trajectory import trajectory_log_prob
+from drdfl.diffusion.divergence import path_kl
+from drdfl.diffusion.model import get_preset
+from drdfl.diffusion.samplers import run_tail
+from drdfl.diffusion.schedule import NoiseSchedule
 from drdfl.errors import ConfigError
 from drdfl.methods import TrainingData, get_method
 from drdfl.methods.reference import reference_model
-from drdfl.methods.threed import resample_tail
+from drdfl.methods.registry import METHODS, SHARED_HISTORY
+from drdfl.methods.threed import realism, t_prime_for_noise_level
 from drdfl.models.forecasters import build_forecaster
 from drdfl.tasks import get_task
+
+TASK = get_task("provisioning")
 
 
 @pytest.fixture(scope="module")
@@ -35,79 +41,165 @@ def problem():
     return data, forecaster, reference
 
 
-def _inner(problem, budget: float, **params):
+def _prepared(problem, **params):
     data, forecaster, reference = problem
-    task = get_task("provisioning")
     method = get_method(
         "threed",
         train=TrainConfig(epochs=1),
         diffusion=reference,
-        budget=budget,
-        pool=256,
-        trajectories=128,
-        minibatch=128,
-        **{"adversary_lr": 1e-3, **params},
+        **{"pool": 64, "minibatch": 32, **params},
     )
-    method._task, method._scaler = task, data.scaler
+    method._task, method._scaler = TASK, data.scaler
     method._x, method._y = data.train.tensors()
     gen = torch.Generator().manual_seed(0)
-    method.prepare(data, task, forecaster, gen)
-    method.maximise(forecaster, gen)
-    return method
+    method.prepare(data, TASK, forecaster, gen)
+    return method, gen
 
 
-def _held_out(method) -> torch.Tensor:
-    held = torch.ones(len(method.pool), dtype=torch.bool)
-    held[method.chosen] = False
-    return torch.nonzero(held).squeeze(1)
-
-
-def test_inner_maximisation_raises_expected_regret_within_budget(problem):
-    _, forecaster, reference = problem
-    budget = 0.01
-    method = _inner(problem, budget)
-    # Expected regret under P_θ vs P_θ₀ on fresh samples from pool states the adversary
-    # never trained on, with the same noise for both (common random numbers).
-    start = method.pool.subset(_held_out(method))
-    fresh = {}
-    for name, model in (("ref", reference), ("adv", method.adversary)):
-        gen = torch.Generator().manual_seed(11)
-        tail = method.to_forecaster_units(resample_tail(model, start, gen))
-        fresh[name] = float(method.segment_losses(tail, forecaster).mean())
-    assert fresh["adv"] > 1.1 * fresh["ref"]
-    # The budget holds: excess score-matching loss within ε plus a stated tolerance
-    # (the dual step enforces it on average over inner epochs, not at every step).
-    assert method.record["J_excess"] <= budget + 0.01
-    assert method.record["alpha"] >= 0.0
-
-
-def test_ratio_estimator_runs_and_reports_clipping(problem):
-    method = _inner(problem, 0.01, estimator="ratio", inner_epochs=2)
-    assert 0.0 <= method.record["clip_frac"] <= 1.0
-    assert np.isfinite(method.record["J"])
-
-
-def test_restart_and_zero_steps_leave_reference_unchanged(problem):
-    reference = problem[2]
-    method = _inner(problem, 0.01, inner_epochs=1, adversary_lr=1e-12)
+def _crn_regret(method, forecaster, model, starts, seed: int) -> float:
+    """Mean regret of ``model``'s tails from ``starts`` with noise drawn from ``seed``."""
+    noise = method._noise(len(starts), torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        a = trajectory_log_prob(method.adversary, method.pool.subset(slice(0, 8)))
-    assert torch.allclose(a, method.pool_ref_logp[:8], rtol=0, atol=1e-3)
-    gen = torch.Generator().manual_seed(3)
-    same = resample_tail(method.adversary, method.pool.subset(slice(0, 4)), gen)
-    gen = torch.Generator().manual_seed(3)
-    ref = resample_tail(reference, method.pool.subset(slice(0, 4)), gen)
-    assert torch.allclose(same, ref, atol=1e-4)
+        x, _ = run_tail(model.eps, model.schedule, starts, method.tail_t, noise)
+    segments = method.to_forecaster_units(model.from_model_space(x))
+    return float(method.segment_losses(segments, forecaster, "regret").mean())
 
 
-def test_dual_variable_grows_when_budget_is_violated(problem):
-    method = _inner(problem, budget=0.0, budget_mode="absolute", alpha0=0.5)
-    # J itself is far above 0, so every dual step raises α.
-    assert method.record["alpha"] > 0.5
+def _fresh_kl(method, seed: int, n: int = 128) -> float:
+    gen = torch.Generator().manual_seed(seed)
+    starts = method.train_starts[torch.randint(0, len(method.train_starts), (n,), generator=gen)]
+    noise = method._noise(n, gen)
+    kl = path_kl(method.adversary, method.reference, starts, method.tail_t, noise)
+    return float(kl.mean())
 
 
-def test_bad_parameters_are_rejected():
+def test_budget_holds_after_every_step_on_fresh_trajectories(problem):
+    _, forecaster, _ = problem
+    budget = 5.0
+    method, gen = _prepared(problem, budget=budget, adversary_lr=3e-3)
+    opt = torch.optim.Adam(method.adversary.parameters(), lr=method.adversary_lr)
+    method.adversary.train()
+    fresh = []
+    for step in range(6):
+        method.adversary_step(forecaster, opt, gen)
+        fresh.append(_fresh_kl(method, seed=100 + step))
+    assert max(fresh) <= budget
+    assert max(fresh) >= 0.5 * budget  # the budget binds: the test is not vacuous
+    assert all(kl <= budget for kl in method.kl_trace)
+
+
+def test_adversary_raises_regret_on_fresh_samples_within_budget(problem):
+    _, forecaster, reference = problem
+    budget = 20.0
+    method, gen = _prepared(problem, budget=budget, adversary_steps=8, adversary_lr=1e-2)
+    method.maximise(forecaster, gen)
+    # Pool states the adversary never trained on, the same noise for θ and θ₀.
+    held = method.held_starts
+    adv = _crn_regret(method, forecaster, method.adversary, held, seed=11)
+    ref = _crn_regret(method, forecaster, reference, held, seed=11)
+    assert adv > 1.05 * ref
+    assert _fresh_kl(method, seed=5) <= budget
+
+
+def test_adversary_off_is_the_reference(problem):
+    _, forecaster, reference = problem
+    method, gen = _prepared(problem, adversary_steps=0)
+    method.maximise(forecaster, gen)
+    assert _fresh_kl(method, seed=1) == 0.0
+    starts = method.held_starts
+    assert _crn_regret(method, forecaster, method.adversary, starts, 3) == _crn_regret(
+        method, forecaster, reference, starts, 3
+    )
+
+
+def test_t_prime_by_noise_level():
+    config = get_preset("fast").model
+    schedule = NoiseSchedule.build(config.schedule, config.T, config.beta_start, config.beta_end)
+    t = t_prime_for_noise_level(schedule, 0.5)
+    assert schedule.alpha_bars[t] >= 0.5 > schedule.alpha_bars[t + 1]
+    method = get_method("threed", alpha_bar_min=0.5)  # fitted with the `fast` preset
+    assert method.t_prime == t
+    assert method.tail_t[0] == t and method.tail_t[-1] == 0 and len(method.tail_t) == 11
+    assert get_method("threed", t_prime=40).t_prime == 40
+    assert get_method("threed", ambiguity="paper").t_prime == 10
+    with pytest.raises(ConfigError, match="alpha_bar_min: 0.9999 leaves no reverse step"):
+        get_method("threed", alpha_bar_min=0.9999)
+
+
+def test_bad_inputs_fail_before_training(problem):
+    data, forecaster, reference = problem
+    with pytest.raises(ConfigError, match="budget: the path-KL budget must be > 0"):
+        get_method("threed", budget=0.0)
+    with pytest.raises(ConfigError, match="method_params.threed.budget"):
+        get_method("threed", budget=-1.0)
+    with pytest.raises(ConfigError, match="t_prime: 30 exceeds the diffusion model's T = 20"):
+        get_method("threed", diffusion=reference, t_prime=30)
     with pytest.raises(ConfigError, match="method_params.threed.kappa"):
         get_method("threed", kappa=1.5)
-    with pytest.raises(ConfigError, match="method_params.threed"):
-        get_method("threed", unknown_key=1)
+    # θ₀ fitted to another series: its scaler's range is not the training series' range.
+    other = Scaler(data.scaler.lo, 2 * data.scaler.hi)
+    data_other = TrainingData(data.train, None, other, data.series)
+    method = get_method("threed", train=TrainConfig(epochs=1), diffusion=reference)
+    before = {k: v.clone() for k, v in forecaster.state_dict().items()}
+    with pytest.raises(ConfigError, match="θ₀ was fitted to a series ranging"):
+        method.fit(data_other, TASK, forecaster)
+    assert all(torch.equal(before[k], v) for k, v in forecaster.state_dict().items())
+
+
+def test_paper_ambiguity_still_runs(problem):
+    _, forecaster, _ = problem
+    for estimator in ("pathwise", "ratio"):
+        method, gen = _prepared(
+            problem, ambiguity="paper", estimator=estimator, inner_epochs=2, trajectories=64
+        )
+        method.maximise(forecaster, gen)
+        assert np.isfinite(method.record["J"]) and method.record["alpha"] >= 0.0
+    assert 0.0 <= method.record["clip_frac"] <= 1.0
+
+
+def test_fit_writes_declared_diagnostics_and_selection(problem):
+    data, _, reference = problem
+    forecaster = build_forecaster("mlp", 7, 1, seed=0, hidden=(8,))
+    method = get_method(
+        "threed",
+        train=TrainConfig(epochs=2, batch_size=512),
+        diffusion=reference,
+        pool=32,
+        minibatch=8,
+        adversarial_samples=8,
+        adversary_steps=1,
+        selection="adversarial",
+        keep_worst=2,
+    )
+    result = method.fit(data, TASK, forecaster)
+    declared = set(SHARED_HISTORY) | set(METHODS["threed"].history)
+    written = {k for row in result.history for k in row}
+    assert written <= declared
+    assert {"path_kl", "regret_raise", "disc_acc", "selection_score"} <= written
+    assert all(row["path_kl"] <= row["kl_budget"] for row in result.history)
+    assert result.artifacts["selection"].startswith("adversarial regret")
+    assert result.artifacts["worst_case"].shape == (2, reference.segment_length)
+    assert result.artifacts["worst_case_reference"].shape == (2, reference.segment_length)
+
+
+def test_realism_tells_a_level_shift_from_real_data():
+    rng = np.random.default_rng(0)
+    real = rng.normal(0.5, 0.1, (64, 64))
+    same = realism(rng.normal(0.5, 0.1, (64, 64)), real, np.random.default_rng(1))
+    shifted = realism(rng.normal(0.2, 0.1, (64, 64)), real, np.random.default_rng(1))
+    assert same["disc_acc"] < 0.65 < shifted["disc_acc"]
+    assert shifted["w1"] == pytest.approx(0.3, abs=0.03) and same["w1"] < 0.03
+    assert same["floor_frac"] < 0.01
+
+
+def test_level_direction_moves_levels_within_the_same_budget(problem):
+    _, forecaster, _ = problem
+    budget = 20.0
+    method, gen = _prepared(
+        problem, budget=budget, adversary_steps=8, adversary_lr=1e-2, level_scale=0.3
+    )
+    method.maximise(forecaster, gen)
+    assert float(method.level.detach().abs().max()) > 0.05  # the level factor moved
+    assert _fresh_kl(method, seed=5) + float(method.level_kl().detach()) <= budget
+    with pytest.raises(ConfigError, match="level_scale: needs ambiguity='pathkl'"):
+        get_method("threed", ambiguity="paper", level_scale=0.1)

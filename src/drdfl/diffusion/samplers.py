@@ -9,12 +9,19 @@ a step as a differentiable, vectorised function of a batch of (t, s) pairs
 draws the noise itself and returns only the next sample, so scoring with it would mean
 one call per (sample, step). Both samplers here share that one formula, so what is
 sampled and what is scored cannot drift apart.
+
+3D-Learning's adversary only runs the last reverse steps: :func:`states_at` draws the
+states at a timestep T′ by deterministic DDIM (a cheap pool of starting points),
+:func:`run_tail` runs the steps from T′ to 0 with given noise, differentiably (a
+pathwise gradient; common random numbers for comparing two models).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -23,6 +30,9 @@ from drdfl.diffusion.schedule import NoiseSchedule
 from drdfl.diffusion.transitions import Transitions
 from drdfl.errors import ConfigError
 from drdfl.seeding import randn
+
+if TYPE_CHECKING:
+    from drdfl.diffusion.model import DiffusionModel
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """Predicts the noise ``ε`` from a batch ``x_t [B, L]`` and its timesteps ``t [B]``."""
@@ -115,3 +125,101 @@ def run_reverse(
         return x, None
     kept.append(x)
     return x, Transitions(torch.stack(kept, dim=1), timesteps[first_kept:].clone(), sampler.eta)
+
+
+def tail_timesteps(t_start: int, steps: int) -> torch.Tensor:
+    """``steps + 1`` timesteps evenly spaced from ``t_start`` down to 0 (descending)."""
+    if not 1 <= steps <= t_start:
+        raise ConfigError(f"a tail from t = {t_start} takes 1..{t_start} steps, got {steps}")
+    return torch.linspace(t_start, 0, steps + 1, dtype=torch.float64).round().long()
+
+
+@torch.no_grad()
+def states_at(
+    denoiser: Denoiser,
+    schedule: NoiseSchedule,
+    x_T: torch.Tensor,
+    t_stop: int,
+    steps: int,
+) -> torch.Tensor:
+    """States at timestep ``t_stop`` reached from ``x_T`` by deterministic DDIM in
+    ``steps`` steps: a cheap pool of starting points for reverse tails, whose marginal
+    approximates ``q(x_{t_stop})`` without running every step above it."""
+    T = schedule.T
+    if not 0 <= t_stop < T:
+        raise ConfigError(f"t_stop must be in 0..{T - 1}, got {t_stop}")
+    steps = min(steps, T - t_stop)
+    timesteps = torch.linspace(T, t_stop, steps + 1, dtype=torch.float64).round().long()
+    ddim = get_sampler("ddim")
+    x = x_T
+    for t, s in itertools.pairwise(timesteps):
+        x = ddim.step(schedule, x, denoiser(x, t.expand(x.shape[0])), t, s)
+    return x
+
+
+StepHook = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
+"""Called as ``hook(k, x_t, t, s, eps)`` for every step ``k`` of :func:`run_tail`."""
+
+
+def run_tail(
+    denoiser: Denoiser,
+    schedule: NoiseSchedule,
+    x_start: torch.Tensor,
+    timesteps: torch.Tensor,
+    noise: torch.Tensor,
+    eta: float = 1.0,
+    on_step: StepHook | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reverse steps ``timesteps[0] → … → 0`` from ``x_start [n, L]`` with the given
+    standard-normal ``noise [n, K, L]`` for the ``K`` steps (a step of zero variance
+    ignores its noise).
+
+    Returns the final states ``[n, L]`` and every visited state ``[n, K + 1, L]``, all in
+    model space and differentiable in the denoiser's parameters (the reparameterisation
+    trick: a pathwise gradient through the sampled tail).
+    """
+    k = timesteps.shape[0] - 1
+    if noise.shape[:2] != (x_start.shape[0], k):
+        raise ConfigError(
+            f"tail noise of shape {tuple(noise.shape)} does not match {x_start.shape[0]} "
+            f"starts and {k} steps"
+        )
+    x = x_start
+    states = [x]
+    for i in range(k):
+        t, s = timesteps[i], timesteps[i + 1]
+        eps = denoiser(x, t.expand(x.shape[0]))
+        if on_step is not None:
+            on_step(i, x, t, s, eps)
+        mean, std = schedule.reverse_mean_std(x, eps, t, s, eta)
+        x = mean + std * noise[:, i]
+        states.append(x)
+    return x, torch.stack(states, dim=1)
+
+
+def tail_with_noise(
+    model: DiffusionModel, transitions: Transitions, noise: torch.Tensor
+) -> torch.Tensor:
+    """The model's normalized samples from the stored trajectories' first states with the
+    given noise for each stored step ``[n, K, L]``: differentiable in the model's
+    parameters."""
+    x, _ = run_tail(
+        model.eps,
+        model.schedule,
+        transitions.states[:, 0],
+        transitions.timesteps,
+        noise,
+        transitions.eta,
+    )
+    return model.from_model_space(x)
+
+
+@torch.no_grad()
+def resample_tail(
+    model: DiffusionModel, transitions: Transitions, generator: torch.Generator
+) -> torch.Tensor:
+    """Fresh samples of ``model`` that share the stored trajectories' states at their first
+    stored timestep: the model runs only the stored (last) steps, ancestrally."""
+    shape = (len(transitions), transitions.n_steps, transitions.states.shape[-1])
+    noise = torch.randn(shape, generator=generator).to(transitions.states.device)
+    return tail_with_noise(model, transitions, noise)

@@ -101,6 +101,14 @@ class TrainedMethod(Method):
         """Method-specific outputs kept in the fit result (e.g. worst-case samples)."""
         return {}
 
+    #: what :meth:`selection_score` measures (recorded in the fit result's artifacts)
+    selection: str = "validation regret"
+
+    def selection_score(self, forecaster: nn.Module) -> float:
+        """Score (lower is better) that early stopping and model selection use; the
+        validation regret unless a method selects on something else."""
+        return self.validation_regret(forecaster)
+
     # ------------------------------------------------------------------ helpers
     @property
     def objective(self) -> str:
@@ -206,6 +214,11 @@ class TrainedMethod(Method):
             if sched is not None:
                 sched.step()
             val = self.validation_regret(forecaster)
+            score = (
+                val
+                if self.selection == TrainedMethod.selection
+                else self.selection_score(forecaster)
+            )
             row = {
                 "epoch": epoch,
                 "train_loss": total / max(count, 1),
@@ -217,10 +230,10 @@ class TrainedMethod(Method):
             history.append(row)
             bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{val:.4g}")
             self._save_checkpoint(forecaster, epoch)
-            if math.isnan(val):
+            if math.isnan(score):
                 continue
-            if val < best_val - 1e-12:
-                best_val, best_epoch, stale = val, epoch, 0
+            if score < best_val - 1e-12:
+                best_val, best_epoch, stale = score, epoch, 0
                 best_state = copy.deepcopy(forecaster.state_dict())
             else:
                 stale += 1
@@ -231,4 +244,5 @@ class TrainedMethod(Method):
         forecaster.eval()
         arts = self.artifacts()
         arts["best_epoch"] = best_epoch
+        arts["selection"] = self.selection
         return FitResult(forecaster, history, time.perf_counter() - start, arts)
