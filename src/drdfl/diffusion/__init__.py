@@ -23,8 +23,6 @@ from drdfl.diffusion.model import (
     read_quality,
 )
 from drdfl.diffusion.quality import (
-    GateConfig,
-    GateResult,
     QualityGate,
     detect_period,
     gate_split,
@@ -37,6 +35,7 @@ from drdfl.diffusion.segments import cut_segments, random_segments, segments_to_
 from drdfl.diffusion.train import TrainResult, fit_series, train_diffusion
 from drdfl.diffusion.trajectory import log_ratio, step_log_probs, trajectory_log_prob
 from drdfl.diffusion.transitions import Transitions
+from drdfl.diffusion.verdict import GateConfig, GateResult
 
 __all__ = [
     "PRESETS",

@@ -29,10 +29,10 @@ from torch import nn
 from drdfl._io import atomic_open, write_json
 from drdfl._version import __version__
 from drdfl.data.windows import Scaler
-from drdfl.diffusion.quality import GateConfig, GateResult
 from drdfl.diffusion.samplers import Sampler, get_sampler, run_reverse
 from drdfl.diffusion.schedule import NoiseSchedule
 from drdfl.diffusion.transitions import Transitions
+from drdfl.diffusion.verdict import GateConfig, GateResult
 from drdfl.errors import ConfigError, ModelError
 from drdfl.models.denoiser import SegmentDenoiser
 from drdfl.schema import StrictModel, parse_model

@@ -32,7 +32,7 @@ from drdfl.errors import ConfigError
 from drdfl.seeding import randn
 
 if TYPE_CHECKING:
-    from drdfl.diffusion.model import DiffusionModel
+    from drdfl.diffusion.protocols import TailModel
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """Predicts the noise ``ε`` from a batch ``x_t [B, L]`` and its timesteps ``t [B]``."""
@@ -198,7 +198,7 @@ def run_tail(
 
 
 def tail_with_noise(
-    model: DiffusionModel, transitions: Transitions, noise: torch.Tensor
+    model: TailModel, transitions: Transitions, noise: torch.Tensor
 ) -> torch.Tensor:
     """The model's normalized samples from the stored trajectories' first states with the
     given noise for each stored step ``[n, K, L]``: differentiable in the model's
@@ -216,7 +216,7 @@ def tail_with_noise(
 
 @torch.no_grad()
 def resample_tail(
-    model: DiffusionModel, transitions: Transitions, generator: torch.Generator
+    model: TailModel, transitions: Transitions, generator: torch.Generator
 ) -> torch.Tensor:
     """Fresh samples of ``model`` that share the stored trajectories' states at their first
     stored timestep: the model runs only the stored (last) steps, ancestrally."""

@@ -29,8 +29,9 @@ from drdfl.device import resolve_device
 from drdfl.diffusion.ddpm import check_t_range, denoising_loss
 from drdfl.diffusion.model import DiffusionModel, DiffusionModelConfig, DiffusionTrainConfig
 from drdfl.diffusion.model import check_config as check_model_config
-from drdfl.diffusion.quality import GateResult, QualityGate, gate_split, model_floor
+from drdfl.diffusion.quality import QualityGate, gate_split, model_floor
 from drdfl.diffusion.segments import check_series
+from drdfl.diffusion.verdict import GateResult
 from drdfl.errors import ModelError, TrainingError
 from drdfl.schema import parse_model
 from drdfl.seeding import numpy_rng, torch_generator

@@ -9,24 +9,15 @@ samples and steps with one denoiser call, and differentiably in the model's para
 from __future__ import annotations
 
 import math
-from typing import Protocol
 
 import torch
 
-from drdfl.diffusion.schedule import NoiseSchedule
+from drdfl.diffusion.protocols import ReverseModel
 from drdfl.diffusion.transitions import Transitions
 
 __all__ = ["ReverseModel", "Transitions", "log_ratio", "step_log_probs", "trajectory_log_prob"]
 
 _LOG_2PI = math.log(2 * math.pi)
-
-
-class ReverseModel(Protocol):
-    """What scoring a transition needs of a model: its noise prediction and its schedule."""
-
-    schedule: NoiseSchedule
-
-    def eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor: ...
 
 
 def step_log_probs(model: ReverseModel, transitions: Transitions) -> torch.Tensor:

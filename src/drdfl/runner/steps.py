@@ -31,7 +31,6 @@ from drdfl.evaluation.suites import (
 from drdfl.methods import get_method
 from drdfl.methods.base import FitResult
 from drdfl.models.forecasters import build_forecaster
-from drdfl.seeding import seed_everything
 from drdfl.tasks import get_task
 
 
@@ -75,7 +74,6 @@ def train_model(
 ) -> tuple[TrainedModel, FitResult]:
     """Train ``method`` on ``suite``'s training data with a fresh (or warm-started) forecaster."""
     train = (train or TrainConfig()).model_copy(update={"seed": seed})
-    seed_everything(seed)
     if why := suite.train_series.degeneracy():
         source = suite.train_series.meta.get("source", f"the {suite.name} suite's data")
         warnings.warn(
