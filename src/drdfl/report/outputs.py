@@ -218,14 +218,16 @@ def expected_grid(run: RunOutputs) -> tuple[list[tuple[str, int]], str]:
     """The ``(label, seed)`` pairs the run planned, and where that came from.
 
     ``results.json``'s ``units`` when present; else, for a single run, every configured
-    method for every configured seed (``results.json``'s ``config`` or ``config.toml``)
-    except the units listed in ``failed`` (as ``<label>-s<seed>``); else nothing (a
-    sweep's combined results name their points in ``points``).
+    method for every configured seed (``results.json``'s ``config`` or ``config.toml``);
+    either way except the units listed in ``failed`` (as ``<label>-s<seed>``); else
+    nothing (a sweep's combined results name their points in ``points``).
     """
+    failed = set(failed_units(run))
     units = run.meta.get("units")
     if isinstance(units, list):
         try:
-            return [(str(u["label"]), int(u["seed"])) for u in units], "results.json units"
+            planned = [(str(u["label"]), int(u["seed"])) for u in units]
+            return [u for u in planned if f"{u[0]}-s{u[1]}" not in failed], "results.json units"
         except (KeyError, TypeError, ValueError):
             raise DataError(
                 f"{run.out_dir / 'results.json'}: 'units' must be a list of "
@@ -246,7 +248,6 @@ def expected_grid(run: RunOutputs) -> tuple[list[tuple[str, int]], str]:
     methods, seeds = config.get("methods"), config.get("seeds")
     if not isinstance(methods, list) or not isinstance(seeds, list):
         return [], f"nothing ({source} lacks methods or seeds)"
-    failed = set(failed_units(run))
     return [(str(m), int(s)) for s in seeds for m in methods if f"{m}-s{s}" not in failed], source
 
 
