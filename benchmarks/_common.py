@@ -36,8 +36,13 @@ def machine(threads: int) -> dict[str, Any]:
     """Facts about where and when the numbers were measured (sets torch's thread count)."""
     import torch  # here, so that the runner reads paths without loading torch
 
+    from drdfl.runner.store import git_state
+
     torch.set_num_threads(threads)
+    code = git_state()
     return {
+        "commit": code["commit"],
+        "dirty": code["dirty"],
         "cpus": os.cpu_count(),
         "cpu_model": cpu_model(),
         "torch_threads": torch.get_num_threads(),

@@ -25,7 +25,7 @@ epochs. Scaling repeats a DFL epoch and a (reduced) 3D-Learning outer epoch on t
 synthetic workload at ×1, ×4 and ×16 its base length. Finally the full ``paper`` profile
 with one seed is *estimated* from the stages (diffusion 7,000 iterations + every unit's
 epochs × its epoch cost + evaluation) between the earliest early stop and the epoch
-limit, and checked against the targets of issue 6. Results go to
+limit, and checked against the speed targets. Results go to
 ``benchmarks/results/pipeline.json``.
 
     python benchmarks/bench_pipeline.py [--threads 1] [--quick]
@@ -63,7 +63,7 @@ from drdfl.runner.unit import SKYLINE_FIT
 from drdfl.tasks import get_task
 
 COMMAND = "python benchmarks/bench_pipeline.py"
-#: the targets of issue 6 on 2 cores
+#: the speed targets on 2 cores
 TARGET_TOTAL_S = 15 * 60
 TARGET_OVERHEAD = 3.0
 #: gradient methods whose epoch cost is measured relative to DFL on the same windows

@@ -167,6 +167,18 @@ def _machine_section(res: dict[str, dict[str, Any]]) -> list[str]:
         for name, r in res.items()
         if "load_average_at_start" in r.get("machine", {})
     ]
+    commits = [
+        f"{name}: `{str(r['machine']['commit'])[:7]}`"
+        + (" (uncommitted changes)" if r["machine"].get("dirty") else "")
+        for name, r in res.items()
+        if r.get("machine", {}).get("commit")
+    ]
+    lines += [
+        "Each benchmark's numbers were measured at the commit recorded with them: "
+        + (", ".join(commits) or "none recorded")
+        + ".",
+        "",
+    ]
     lines += [
         "The machine is shared with other work: the 1-minute load average at the start of "
         "each benchmark was " + ", ".join(loads) + " (2 cores). Ratios are measured within "
@@ -180,7 +192,7 @@ def _machine_section(res: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _targets_section(res: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["## Targets of issue 6", ""]
+    lines = ["## Speed targets", ""]
     pipe = res.get("pipeline")
     if pipe is None:
         return [*lines, "Not measured (pipeline benchmark not run).", ""]
@@ -537,7 +549,7 @@ def _speed_scaling_section(res: dict[str, dict[str, Any]]) -> list[str]:
 
 def _training_section(res: dict[str, dict[str, Any]]) -> list[str]:
     t = res.get("training")
-    lines = ["## DFL epoch: vectorised vs. per-window loop (issue 3)", ""]
+    lines = ["## DFL epoch: vectorised vs. per-window loop", ""]
     if t is None:
         return [*lines, "Not measured.", ""]
     d, p, eq = t["data"], t["prefix"], t["equivalence"]
@@ -575,7 +587,7 @@ def _training_section(res: dict[str, dict[str, Any]]) -> list[str]:
 
 def _diffusion_section(res: dict[str, dict[str, Any]]) -> list[str]:
     r = res.get("diffusion")
-    lines = ["## Diffusion training and sampling (issue 4)", ""]
+    lines = ["## Diffusion training and sampling", ""]
     if r is None:
         return [*lines, "Not run in this mode.", ""]
     rows = []
@@ -623,7 +635,7 @@ def _diffusion_section(res: dict[str, dict[str, Any]]) -> list[str]:
 
 def _readers_section(res: dict[str, dict[str, Any]]) -> list[str]:
     r = res.get("readers")
-    lines = ["## Chunked Azure trace reader (issue 2)", ""]
+    lines = ["## Chunked Azure trace reader", ""]
     if r is None:
         return [*lines, "Not measured.", ""]
     rows = [
