@@ -69,7 +69,7 @@ def test_quick_training_run_writes_results_and_markdown(tmp_path: Path, data_dir
     for heading in (
         "# Benchmarks",
         "## Machine and run",
-        "## Targets of issue 6",
+        "## Speed targets",
         "## DFL epoch: vectorised vs. per-window loop",
         "## Benchmark processes",
     ):
@@ -200,7 +200,7 @@ def test_markdown_reports_targets_stages_and_scaling(bench_modules) -> None:
         },
     }
     md = run.render({"pipeline": pipeline})
-    targets = md.split("## Targets of issue 6")[1].split("## Stages")[0]
+    targets = md.split("## Speed targets")[1].split("## Stages")[0]
     row = next(line for line in targets.splitlines() if line.startswith("| `paper` profile"))
     assert "**missed**" in row and "diffusion pre-training" in row and "(estimate)" in row
     overhead = next(line for line in targets.splitlines() if line.startswith("| 3D-Learning"))
@@ -208,7 +208,7 @@ def test_markdown_reports_targets_stages_and_scaling(bench_modules) -> None:
     assert "| diffusion pre-training | 3.6 h |" in targets
     scaling = md.split("## Scaling with training-series length")[1].split("## DFL epoch")[0]
     assert "| ×16 | 12,096 | 11,824 | 12.8 s | 16.0× | 17.8 s | 3.1× | 700 MiB |" in scaling
-    assert "## DFL epoch: vectorised vs. per-window loop (issue 3)\n\nNot measured." in md
+    assert "## DFL epoch: vectorised vs. per-window loop\n\nNot measured." in md
 
 
 def test_speed_benchmark_scales_the_test_windows(tmp_path: Path) -> None:
