@@ -246,6 +246,13 @@ def main() -> None:
     cfg = settings(args)
     args.out.mkdir(parents=True, exist_ok=True)
     env = machine(1)
+    # The commit measured is the one checked out when the study starts.
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "src"], capture_output=True, text=True)
+    if dirty.stdout.strip():
+        commit += " + uncommitted changes under src/"
     print("settings (the same for every method):")
     print(json.dumps(cfg, indent=2))
     start = time.perf_counter()
@@ -262,9 +269,6 @@ def main() -> None:
     res.to_csv(args.out / "results.csv", index=False)
     diag.to_csv(args.out / "diagnostics.csv", index=False)
     timing.to_csv(args.out / "timing.csv", index=False)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
     md = [
         f"### 3D-Learning controlled study (commit {commit}, {env['date']})",
         "",

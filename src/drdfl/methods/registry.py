@@ -139,7 +139,7 @@ REGISTRY: tuple[MethodSpec, ...] = (
             "ref_disc_acc": "crop discriminator accuracy, θ₀'s tails vs real segments",
             "w1": "Wasserstein-1 distance of adversarial and real values (normalized units)",
             "level_std": "std of the adversarial segments' means (normalized units)",
-            "floor_frac": "share of adversarial values at or below the training minimum",
+            "floor_frac": "share of adversarial values at the zero-demand floor",
             "selection_score": "regret on held-out adversarial tails (adversarial selection)",
             "level_shift": "mean log-level shift of the structured level direction",
             "alpha": "dual variable α of the J budget (paper ambiguity set)",

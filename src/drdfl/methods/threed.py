@@ -43,7 +43,9 @@ Ambiguity sets (``ambiguity``):
   in the same budget and the same projection. It lets the adversary shift whole levels
   cheaply where the diffusion model's tail alone would spend its budget on shapes. It is
   off by default: θ₀ then means "the diffusion model plus random level scaling", a
-  different reference, and whether it helps is an empirical question (RESULTS.md).
+  different reference. What the runs showed: the projection shrinks the level direction
+  along with θ − θ₀, and the diffusion part takes the budget, so the level shift stays
+  small and the results match the plain set — the evidence does not support it yet.
 * ``"paper"``: the paper's Algorithm 1, kept for reproduction: a budget ε on the
   score-matching loss ``J(θ)`` of noised *real* segments at ``t ≤ T′`` (by default on its
   excess over θ₀, ``budget_mode="excess"``), enforced by a dual variable
@@ -98,6 +100,7 @@ from drdfl.config import TrainConfig
 from drdfl.diffusion.ddpm import score_matching_loss
 from drdfl.diffusion.divergence import Tail, path_kl, tail_with_kl
 from drdfl.diffusion.model import DiffusionModel, DiffusionModelConfig, get_preset
+from drdfl.diffusion.quality import realism
 from drdfl.diffusion.samplers import run_tail, states_at, tail_timesteps
 from drdfl.diffusion.schedule import NoiseSchedule
 from drdfl.diffusion.segments import random_segments, segments_to_windows
@@ -113,6 +116,9 @@ from drdfl.tasks.base import DecisionTask
 _RANGE_TOLERANCE = 1e-3
 #: shrinks tried per projection before falling back to θ = θ₀
 _MAX_SHRINKS = 8
+#: training epochs of the crop discriminator judging each epoch's samples (it runs twice
+#: per outer epoch, so fewer than the quality gate's)
+_REALISM_EPOCHS = 100
 
 
 class ThreeDParams(ReferenceParams):
@@ -218,42 +224,6 @@ def t_prime_for_noise_level(schedule: NoiseSchedule, alpha_bar_min: float) -> in
     return count
 
 
-def realism(segments: np.ndarray, real: np.ndarray, generator: np.random.Generator) -> dict:
-    """How far generated ``segments [n, L]`` are from ``real`` ones ``[m, L]`` (same units).
-
-    ``disc_acc``: held-out accuracy of a linear discriminant on features of random
-    overlapping crops (0.5: indistinguishable); ``w1``: Wasserstein-1 distance of the
-    values; ``level_std``: std of segment means; ``floor_frac``: share of values at or
-    below the real minimum.
-    """
-    crop = max(4, min(32, segments.shape[1] // 4, real.shape[1] // 4))
-
-    def features(x: np.ndarray) -> np.ndarray:
-        rows = generator.integers(0, x.shape[0], 256)
-        offsets = generator.integers(0, x.shape[1] - crop + 1, 256)
-        c = x[rows[:, None], offsets[:, None] + np.arange(crop)]
-        d = np.diff(c, axis=1)
-        return np.stack(
-            [c.mean(1), c.std(1), np.abs(d).mean(1), c.min(1), c.max(1), d.std(1)], axis=1
-        )
-
-    fa, fb = features(segments), features(real)
-    half = fa.shape[0] // 2
-    mu_a, mu_b = fa[:half].mean(0), fb[:half].mean(0)
-    cov = np.cov(np.concatenate([fa[:half] - mu_a, fb[:half] - mu_b]).T) + 1e-9 * np.eye(6)
-    w = np.linalg.solve(cov, mu_a - mu_b)
-    cut = w @ (mu_a + mu_b) / 2
-    correct = np.concatenate([fa[half:] @ w > cut, fb[half:] @ w <= cut])
-    q = np.linspace(0, 1, 513)[1:-1]
-    w1 = float(np.abs(np.quantile(segments, q) - np.quantile(real, q)).mean())
-    return {
-        "disc_acc": float(correct.mean()),
-        "w1": w1,
-        "level_std": float(segments.mean(axis=1).std()),
-        "floor_frac": float((segments <= real.min() + 1e-9).mean()),
-    }
-
-
 class ThreeDLearning(TrainedMethod):
     """3D-Learning (``threed``): DFL against the worst case inside a diffusion model."""
 
@@ -343,7 +313,9 @@ class ThreeDLearning(TrainedMethod):
         self.window, self.horizon = data.train.window, data.train.horizon
         self.rng = np.random.default_rng(self.train.seed)
         self.series = self.reference.scaler.transform(real)
-        self.real_segments = random_segments(data.series, length, 128, self.rng)
+        self.real_series = np.asarray(data.series, dtype=np.float64)
+        self.floor = float(data.scaler.transform(0.0))
+        self.realism_generator = torch.Generator().manual_seed(self.train.seed)
         self.record: dict[str, float] = {}
         self.worst: np.ndarray | None = None
         self.worst_reference: np.ndarray | None = None
@@ -670,8 +642,8 @@ class ThreeDLearning(TrainedMethod):
                 "adv_regret": adv_regret,
                 "ref_regret": float(ref_regret.mean()),
                 "regret_raise": adv_regret / max(float(ref_regret.mean()), 1e-12),
-                **realism(adv_np, self.real_segments, self.rng),
-                "ref_disc_acc": realism(ref_np, self.real_segments, self.rng)["disc_acc"],
+                **self._realism(adv_np),
+                "ref_disc_acc": self._realism(ref_np)["disc_acc"],
             }
         )
         if p.level_scale > 0:
@@ -689,6 +661,22 @@ class ThreeDLearning(TrainedMethod):
         x = torch.cat([x_adv[pick_adv], self._x[pick_real]])
         y = torch.cat([y_adv[pick_adv], self._y[pick_real]])
         return x, y
+
+    def _realism(self, segments: np.ndarray) -> dict[str, float]:
+        """Realism of segments (forecaster units) against the real training series."""
+        r = realism(
+            segments,
+            self.real_series,
+            self.realism_generator,
+            floor=self.floor,
+            epochs=_REALISM_EPOCHS,
+        )
+        return {
+            "disc_acc": r["discriminator"],
+            "w1": r["w1"],
+            "level_std": r["level_spread"],
+            "floor_frac": r["at_floor"],
+        }
 
     @torch.no_grad()
     def selection_score(self, forecaster: nn.Module) -> float:
