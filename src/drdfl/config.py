@@ -109,7 +109,11 @@ class ReportConfig(StrictModel):
     """What the report shows beyond the main table."""
 
     budget_sweep: bool = False
-    budgets: list[float] = Field(default_factory=lambda: [0.01, 0.02, 0.025, 0.03, 0.035, 0.04])
+    budgets: list[float] = Field(
+        default_factory=lambda: [10.0, 20.0, 50.0, 100.0, 200.0],
+        description="threed budgets of the budget sweep, in its ambiguity set's units "
+        "(nats per segment for the default path-KL set)",
+    )
     mse_ablation: bool = True
 
 

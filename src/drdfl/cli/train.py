@@ -45,7 +45,13 @@ def train(
     diffusion: Annotated[
         Path | None, typer.Option(help="DIFF_DIR of a diffusion model (threed, diffusion-augment).")
     ] = None,
-    budget: Annotated[float | None, typer.Option(help="Robustness budget ε.")] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            help="threed's budget: nats per segment for the default path-KL set, the "
+            "score-matching excess ε with method_params ambiguity=paper."
+        ),
+    ] = None,
     device: DeviceOption = None,
     data_dir: DataDirOption = None,
     progress: ProgressOption = True,
