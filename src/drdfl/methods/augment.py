@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -24,7 +23,6 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from drdfl.config import TrainConfig
 from drdfl.data.shifts import apply_corruption
 from drdfl.diffusion.segments import segments_to_windows
 from drdfl.errors import ConfigError, DataError
@@ -96,14 +94,7 @@ class CorruptionAugmentMethod(TrainedMethod):
 
     Params = CorruptionParams
 
-    def __init__(
-        self,
-        train: TrainConfig | None = None,
-        checkpoint: str | Path | None = None,
-        progress: bool = False,
-        **params: Any,
-    ) -> None:
-        super().__init__(train, checkpoint, progress, **params)
+    def configure(self) -> None:
         p = self.params
         if p.level >= self.max_level:
             raise ConfigError(
@@ -201,14 +192,7 @@ class WindowFactorAugmentMethod(TrainedMethod):
 
     Params = WindowFactorParams
 
-    def __init__(
-        self,
-        train: TrainConfig | None = None,
-        checkpoint: str | Path | None = None,
-        progress: bool = False,
-        **params: Any,
-    ) -> None:
-        super().__init__(train, checkpoint, progress, **params)
+    def configure(self) -> None:
         p = self.params
         if p.high < p.low:
             raise ConfigError(
@@ -344,14 +328,7 @@ class DiffusionAugmentMethod(TrainedMethod):
     name = "diffusion-augment"
     Params = DiffusionAugmentParams
 
-    def __init__(
-        self,
-        train: TrainConfig | None = None,
-        checkpoint: str | Path | None = None,
-        progress: bool = False,
-        **params: Any,
-    ) -> None:
-        super().__init__(train, checkpoint, progress, **params)
+    def configure(self) -> None:
         p = self.params
         self.samples, self.real_fraction = p.samples, p.real_fraction
         self.regenerate, self.sampler, self.steps = p.regenerate, p.sampler, p.steps

@@ -21,15 +21,12 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import torch
 from pydantic import Field
 from scipy.optimize import minimize_scalar
 from torch import nn
 
-from drdfl.config import TrainConfig
 from drdfl.methods.base import TrainingData
 from drdfl.methods.trainer import TrainedMethod
 from drdfl.schema import StrictModel
@@ -138,14 +135,7 @@ class DROMethod(TrainedMethod):
     #: name of the dual variable in the training history
     dual_name = "dual"
 
-    def __init__(
-        self,
-        train: TrainConfig | None = None,
-        checkpoint: str | Path | None = None,
-        progress: bool = False,
-        **params: Any,
-    ) -> None:
-        super().__init__(train, checkpoint, progress, **params)
+    def configure(self) -> None:
         self._raw: nn.Parameter | None = None
 
     # -- what a subclass defines

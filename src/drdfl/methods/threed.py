@@ -88,7 +88,6 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -96,7 +95,6 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from drdfl.config import TrainConfig
 from drdfl.diffusion.ddpm import score_matching_loss
 from drdfl.diffusion.divergence import Tail, path_kl, tail_with_kl
 from drdfl.diffusion.model import DiffusionModel, DiffusionModelConfig, get_preset
@@ -230,14 +228,7 @@ class ThreeDLearning(TrainedMethod):
     name = "threed"
     Params = ThreeDParams
 
-    def __init__(
-        self,
-        train: TrainConfig | None = None,
-        checkpoint: str | Path | None = None,
-        progress: bool = False,
-        **params: Any,
-    ) -> None:
-        super().__init__(train, checkpoint, progress, **params)
+    def configure(self) -> None:
         p = self.params
         if p.objective is not None:
             self.train = self.train.model_copy(update={"objective": p.objective})

@@ -40,9 +40,9 @@ class TrainedMethod(Method):
     Every method has the same constructor: the shared training settings, an optional
     checkpoint file, a progress flag and the method's own hyperparameters as keywords,
     validated by its :attr:`Params` model into :attr:`params` (errors name the key as
-    ``method_params.<name>.<key>``). Subclasses override the hooks :meth:`prepare`,
-    :meth:`epoch_windows`, :meth:`perturb`, :meth:`aggregate`, :meth:`extra_parameters`
-    and :meth:`epoch_record`.
+    ``method_params.<name>.<key>``). Subclasses override the hooks :meth:`configure`,
+    :meth:`prepare`, :meth:`epoch_windows`, :meth:`perturb`, :meth:`aggregate`,
+    :meth:`extra_parameters` and :meth:`epoch_record`.
     """
 
     name = "trained"
@@ -62,8 +62,13 @@ class TrainedMethod(Method):
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.progress = progress
         self.params: Any = parse_model(self.Params, params, f"method_params.{self.name}")
+        self.configure()
 
     # ------------------------------------------------------------------ hooks
+    def configure(self) -> None:
+        """Check :attr:`params` beyond what their model checks and set what follows from
+        them (called once, at the end of the constructor)."""
+
     def prepare(
         self,
         data: TrainingData,

@@ -9,14 +9,12 @@ Wasserstein-∞ DRO objective ``min_w E[max_{‖δ‖₂≤ε} ℓ(h_w(x+δ), y)
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from drdfl.config import TrainConfig
 from drdfl.methods.losses import sample_losses
 from drdfl.methods.trainer import TrainedMethod
 from drdfl.schema import StrictModel
@@ -111,14 +109,7 @@ class WDROMethod(TrainedMethod):
 
     Params = WDROParams
 
-    def __init__(
-        self,
-        train: TrainConfig | None = None,
-        checkpoint: str | Path | None = None,
-        progress: bool = False,
-        **params: Any,
-    ) -> None:
-        super().__init__(train, checkpoint, progress, **params)
+    def configure(self) -> None:
         p = self.params
         self.radius, self.steps = p.radius, p.steps
         self.attack_objective, self.bounds = p.attack_objective, p.bounds
