@@ -166,11 +166,16 @@ class TrainedMethod(Method):
             torch.default_generator.manual_seed(self.train.seed)
             for index in cuda:
                 torch.cuda.default_generators[index].manual_seed(self.train.seed)
-            return self._fit(data, task, forecaster)
+            return self._fit(data, task, forecaster, device)
 
-    def _fit(self, data: TrainingData, task: DecisionTask, forecaster: nn.Module) -> FitResult:
+    def _fit(
+        self,
+        data: TrainingData,
+        task: DecisionTask,
+        forecaster: nn.Module,
+        device: torch.device,
+    ) -> FitResult:
         cfg = self.train
-        device = resolve_device(cfg.device)
         gen = torch_generator(cfg.seed)
         self._task, self._scaler = task, data.scaler
         forecaster.to(device)

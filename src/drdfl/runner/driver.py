@@ -224,8 +224,9 @@ class Run:
             self.store.write_table(
                 name, pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
             )
-        self._write_samples()
-        self._write_quality()
+        references = self._references()
+        self._write_samples(references.get(self.cfg.seeds[0]))
+        self._write_quality(references)
         suite = self.data.suite
         with naming(self.out / "results.json"):
             self._write_results_json(table, timings, suite)
@@ -266,24 +267,29 @@ class Run:
 
         return {"version": __version__, **git_state()}
 
-    def _write_quality(self) -> None:
+    def _references(self) -> dict[int, Any]:
+        """Each seed's checked reference-model cache entry (none when no method needs one)."""
+        if not any(n.kind == "reference" for n in self.plan.nodes):
+            return {}
+        cache, series = ReferenceCache(self.cache), self.data.reference_series()
+        found = {s: cache.lookup(self.cfg.diffusion, series, s) for s in self.cfg.seeds}
+        return {s: entry for s, entry in found.items() if entry is not None}
+
+    def _write_quality(self, references: dict[int, Any]) -> None:
         """Each seed's reference-model quality-gate verdict, for the report:
         ``reference/s<seed>/quality.json``."""
         from drdfl._io import write_json
 
-        if not any(n.kind == "reference" for n in self.plan.nodes):
-            return
-        cache = ReferenceCache(self.cache)
-        for seed in self.cfg.seeds:
-            entry = cache.lookup(self.cfg.diffusion, self.data.reference_series(), seed)
-            verdict = None if entry is None else entry.gate
+        for seed, entry in references.items():
+            verdict = entry.gate
             if verdict is not None:
                 path = self.out / "reference" / f"s{seed}" / "quality.json"
                 with naming(path):
                     write_json(path, verdict)
 
-    def _write_samples(self) -> None:
-        """Real and generated segments and the worst cases 3D-Learning found."""
+    def _write_samples(self, entry: Any) -> None:
+        """Real and generated segments (of the first seed's reference ``entry``, if any) and
+        the worst cases 3D-Learning found."""
         import numpy as np
 
         from drdfl._io import atomic_open
@@ -291,13 +297,6 @@ class Run:
         arrays: dict[str, np.ndarray] = {}
         seed = self.cfg.seeds[0]
         data = self.data.suite.data
-        entry = (
-            ReferenceCache(self.cache).lookup(
-                self.cfg.diffusion, self.data.reference_series(), seed
-            )
-            if any(n.kind == "reference" for n in self.plan.nodes)
-            else None
-        )
         if entry is not None:
             from drdfl.diffusion.model import DiffusionModel
             from drdfl.diffusion.segments import random_segments
