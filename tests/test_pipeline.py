@@ -113,7 +113,7 @@ def test_resume_after_sigkill_gives_the_same_results(tmp_path):
 
 
 def test_resume_after_sigkill_while_the_reference_model_trains(tmp_path):
-    sets = ["methods=mse,diffusion-augment", "diffusion.iterations=400", "evaluation.skyline=false"]
+    sets = ["methods=mse,diffusion-augment", "diffusion.iterations=60", "evaluation.skyline=false"]
     extra = [arg for s in sets for arg in ("--set", s)]
     whole = tmp_path / "whole"
     env = dict(os.environ, DRDFL_CACHE_DIR=str(tmp_path / "cache-whole"))
