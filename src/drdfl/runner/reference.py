@@ -125,6 +125,7 @@ class ReferenceCache:
         tmp = path.with_name(path.name + ".partial")
         if tmp.exists():
             shutil.rmtree(tmp)  # left by a killed run: start it over
+        tmp.mkdir(parents=True)  # present from the start: a run in progress is visible
         start = time.perf_counter()
         # Seeded here (without touching the caller's generator state) so that the initial
         # weights never depend on what ran before in the process.
