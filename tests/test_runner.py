@@ -302,3 +302,25 @@ def test_a_truncated_unit_table_is_never_assembled(tmp_path: Path) -> None:
     (folder / "results.csv").write_text(text[: len(text) // 2 + 5])
     with pytest.raises(ModelError, match=f"delete {folder} and resume"):
         store.read_unit("dfl-s0")
+
+
+def test_the_skyline_trains_on_distinct_windows_within_the_methods_budget(data_dir):
+    from drdfl.evaluation.metrics import unique_windows
+    from drdfl.runner.unit import RunData
+
+    cfg = resolve_config("paper", overrides=[f"data.data_dir={data_dir}"])
+    data = RunData(cfg.data, cfg.evaluation)
+    budget = len(data.suite.data.train) + len(data.suite.data.val)
+    parts = data.skyline_parts
+    assert set(parts) == {t.name for t in data.suite.tests}
+    for name, (fit, score, _) in parts.items():
+        first, _ = unique_windows(fit)
+        assert len(first) == len(fit), name  # no window twice
+        assert 2 <= len(fit) <= budget, name
+        assert np.all(np.diff(fit.start) > 0), name  # time order
+        # trained only on the set's first 70 %, scored on windows after it
+        assert fit.start.max() < score.start.min(), name
+    # The tiled 2023 code file holds one hour of distinct windows; 24V has more than the
+    # budget and is thinned evenly across its first 70 %.
+    assert len(parts["23D"][0]) < 300
+    assert len(parts["24V"][0]) == budget

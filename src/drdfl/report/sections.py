@@ -359,7 +359,8 @@ def skyline(run: RunOutputs) -> list[Block]:
     blocks.append(
         Para(
             "Every method scored on the last 30 % of each test set, next to `skyline`: DFL "
-            "trained on the first 70 % of that very set. The gap between a method and the "
+            "trained on the first 70 % of that very set (its distinct windows, at most as many as "
+            "the methods train on). The gap between a method and the "
             "skyline is regret that better training data could remove; bold marks the best "
             "real method (the skyline is a reference, not a competitor)."
         )

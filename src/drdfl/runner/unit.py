@@ -74,7 +74,18 @@ class RunData:
 
     @cached_property
     def skyline_parts(self) -> dict[str, tuple[Any, Any, Any]]:
-        """Per main test set: (first 70 % of its windows, last 30 %, the set), in time order."""
+        """Per main test set: (the skyline's training windows, the last 30 % of its windows,
+        the set), in time order.
+
+        The skyline trains on the distinct windows of the set's first 70 %, at most as many
+        as the methods train and validate on (evenly spaced in time): the same training
+        budget as theirs, and a tiled test file (one hour repeated) is not trained on dozens
+        of times over.
+        """
+        from drdfl.evaluation.metrics import unique_windows
+
+        data = self.suite.data
+        budget = len(data.train) + (len(data.val) if data.val is not None else 0)
         parts = {}
         for t in self.suite.tests:
             order = np.argsort(t.windows.start, kind="stable")
@@ -83,6 +94,10 @@ class RunData:
             fit, score = order[:cut], order[cut + gap :]
             if fit.shape[0] < 2 or score.shape[0] < 1:
                 continue
+            first, _ = unique_windows(t.windows.subset(fit))
+            fit = fit[first]
+            if fit.shape[0] > budget:
+                fit = fit[np.linspace(0, fit.shape[0] - 1, budget).round().astype(np.int64)]
             parts[t.name] = (t.windows.subset(fit), t.windows.subset(score), t)
         return parts
 
