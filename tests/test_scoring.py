@@ -90,3 +90,23 @@ def test_paper_suite_tiled_sets_score_identically(data_dir: Path) -> None:
     )
     table, _ = evaluate_tests(forecaster, [tiled], task, n_boot=50)
     assert table.loc[table.metric == "regret", "value"].item() > 0
+
+
+def test_sets_sharing_windows_score_as_each_set_alone() -> None:
+    from drdfl.evaluation.suites import TestSet, score_tests
+
+    values = np.random.default_rng(2).gamma(2.0, 500.0, 3000)
+    scaler = Scaler.fit(values)
+    windows = make_windows(scaler.transform(values), 7, 1)
+    other = Scaler.fit(values * 2)  # a set on another scale is scored on its own
+    tests = [
+        TestSet("a", windows.subset(np.arange(0, 2000)), scaler, None),
+        TestSet("b", windows.subset(np.arange(1500, 2990)), scaler, None),
+        TestSet("c", make_windows(other.transform(values), 7, 1), other, None),
+        TestSet("a+b", windows, scaler, None),
+    ]
+    forecaster = build_forecaster("lstm", 7, 1, seed=0)
+    task = get_task("provisioning:paper-code")
+    together = score_tests(forecaster, tests, task)
+    for test, scores in zip(tests, together, strict=True):
+        _assert_same(scores, score_windows(forecaster, test.windows, test.scaler, task))

@@ -7,6 +7,7 @@ agree by construction.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -34,6 +35,12 @@ class WindowScores:
 
     def __len__(self) -> int:
         return int(self.regret.shape[0])
+
+    def part(self, rows: slice) -> WindowScores:
+        """The scores of the windows in ``rows``."""
+        return WindowScores(
+            **{f.name: getattr(self, f.name)[rows] for f in dataclasses.fields(self)}
+        )
 
     def frame(self, test_set: str = "") -> pd.DataFrame:
         """One row per window (first horizon step shown for multi-step forecasts)."""

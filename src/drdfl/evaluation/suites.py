@@ -6,6 +6,8 @@ the data layer, :mod:`drdfl.data.suites`; their names are importable from here t
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import torch
 from torch import nn
@@ -23,6 +25,7 @@ from drdfl.data.suites import (
     paper_suite,
     synthetic_suite,
 )
+from drdfl.data.windows import Windows
 from drdfl.evaluation.metrics import WindowScores, score_windows, summarize
 from drdfl.tasks.base import DecisionTask
 
@@ -38,8 +41,50 @@ __all__ = [
     "honest_suite",
     "make_test_set",
     "paper_suite",
+    "score_tests",
+    "summary_frame",
     "synthetic_suite",
 ]
+
+
+def score_tests(
+    forecaster: nn.Module,
+    tests: list[TestSet],
+    task: DecisionTask,
+    device: str | torch.device | None = None,
+) -> list[WindowScores]:
+    """Per-window scores of every test set, in order.
+
+    Test sets that share a scaler are scored in one pass, so a window several of them
+    hold (the paper's combined years, the skyline's parts of the main sets) is forecast
+    once; every window's numbers are those of scoring its set alone (see
+    :func:`~drdfl.evaluation.metrics.score_windows`).
+    """
+    groups: dict[str, list[int]] = {}
+    for i, t in enumerate(tests):
+        groups.setdefault(json.dumps(t.scaler.to_dict(), sort_keys=True), []).append(i)
+    out: list[WindowScores | None] = [None] * len(tests)
+    for members in groups.values():
+        joined = Windows.concat([tests[i].windows for i in members])
+        scores = score_windows(forecaster, joined, tests[members[0]].scaler, task, device=device)
+        offset = 0
+        for i in members:
+            n = len(tests[i].windows)
+            out[i] = scores.part(slice(offset, offset + n))
+            offset += n
+    return [s for s in out if s is not None]
+
+
+def summary_frame(
+    test: TestSet, scores: WindowScores, alpha: float = 0.9, n_boot: int = 500, seed: int = 0
+) -> pd.DataFrame:
+    """The summary metrics of one test set's scores: a tidy ``(test_set, metric, value)``
+    frame."""
+    metrics = summarize(scores, alpha=alpha, n_boot=n_boot, seed=seed)
+    metrics["w_distance"] = test.w_distance
+    return pd.DataFrame(
+        [{"test_set": test.name, "metric": k, "value": v} for k, v in metrics.items()]
+    )
 
 
 def evaluate_tests(
@@ -55,12 +100,7 @@ def evaluate_tests(
 
     Scoring runs on ``device`` (default: where the forecaster is).
     """
-    rows = []
-    scores: dict[str, WindowScores] = {}
-    for t in tests:
-        s = score_windows(forecaster, t.windows, t.scaler, task, device=device)
-        scores[t.name] = s
-        metrics = summarize(s, alpha=alpha, n_boot=n_boot, seed=seed)
-        metrics["w_distance"] = t.w_distance
-        rows += [{"test_set": t.name, "metric": k, "value": v} for k, v in metrics.items()]
-    return pd.DataFrame(rows), scores
+    scores = score_tests(forecaster, tests, task, device)
+    frames = [summary_frame(t, s, alpha, n_boot, seed) for t, s in zip(tests, scores, strict=True)]
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return table, {t.name: s for t, s in zip(tests, scores, strict=True)}

@@ -280,7 +280,7 @@ def _evaluate(cfg: ExperimentConfig, data: RunData, unit: Unit, model: Any) -> A
     """Every test of the run for one trained model, as tidy rows."""
     import pandas as pd
 
-    from drdfl.evaluation.suites import TestSet, evaluate_tests
+    from drdfl.evaluation.suites import TestSet, score_tests, summary_frame
 
     groups: list[tuple[str, list[Any]]] = [(data.suite.name, data.suite.tests)]
     if cfg.evaluation.corruptions:
@@ -297,9 +297,12 @@ def _evaluate(cfg: ExperimentConfig, data: RunData, unit: Unit, model: Any) -> A
                 ],
             )
         )
+    # One scoring pass over every group: a window several sets hold is forecast once.
+    flat = [(name, t) for name, tests in groups for t in tests]
+    scores = score_tests(model.forecaster, [t for _, t in flat], model.task)
     tables = []
-    for suite_name, tests in groups:
-        table, _ = evaluate_tests(model.forecaster, tests, model.task, **_eval_kw(cfg, unit))
+    for (suite_name, test), scored in zip(flat, scores, strict=True):
+        table = summary_frame(test, scored, **_eval_kw(cfg, unit))
         table.insert(0, "suite", suite_name)
         tables.append(table)
     results = pd.concat(tables, ignore_index=True)
