@@ -110,9 +110,9 @@ class ReportConfig(StrictModel):
 
     budget_sweep: bool = False
     budgets: list[float] = Field(
-        default_factory=lambda: [10.0, 20.0, 50.0, 100.0, 200.0],
+        default_factory=lambda: [0.05, 0.1, 0.2, 0.4, 0.8],
         description="threed budgets of the budget sweep, in its ambiguity set's units "
-        "(nats per segment for the default path-KL set)",
+        "(nats per segment slot for the default path-KL set)",
     )
     mse_ablation: bool = True
 
@@ -190,6 +190,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "data": {"suite": "paper"},
         "train": {"epochs": 30, "batch_size": 64, "lr": 1e-3, "patience": 6},
         "diffusion": {"preset": "paper"},
+        # ε = 2 reaches the corner of the box in one Frank-Wolfe step: 3 steps give the
+        # paper's 15-step attack loss within 1 % at a fifth of the cost (see the README).
+        "method_params": {"wdro": {"steps": 3}},
     },
     "honest": {
         "name": "honest",
