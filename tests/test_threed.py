@@ -75,8 +75,10 @@ def _fresh_kl(method, seed: int, n: int = 128) -> float:
 
 def test_budget_holds_after_every_step_on_fresh_trajectories(problem):
     _, forecaster, _ = problem
-    budget = 5.0
-    method, gen = _prepared(problem, budget=budget, adversary_lr=3e-3)
+    # The budget is per segment slot; the tiny preset's segments have 64 slots.
+    method, gen = _prepared(problem, budget=5.0 / 64, adversary_lr=3e-3)
+    budget = method.budget
+    assert budget == pytest.approx(5.0)
     opt = torch.optim.Adam(method.adversary.parameters(), lr=method.adversary_lr)
     method.adversary.train()
     fresh = []
@@ -90,8 +92,8 @@ def test_budget_holds_after_every_step_on_fresh_trajectories(problem):
 
 def test_adversary_raises_regret_on_fresh_samples_within_budget(problem):
     _, forecaster, reference = problem
-    budget = 20.0
-    method, gen = _prepared(problem, budget=budget, adversary_steps=8, adversary_lr=1e-2)
+    method, gen = _prepared(problem, budget=20.0 / 64, adversary_steps=8, adversary_lr=1e-2)
+    budget = method.budget
     method.maximise(forecaster, gen)
     # Pool states the adversary never trained on, the same noise for θ and θ₀.
     held = method.held_starts
@@ -185,13 +187,12 @@ def test_fit_writes_declared_diagnostics_and_selection(problem):
 
 def test_level_direction_moves_levels_within_the_same_budget(problem):
     _, forecaster, _ = problem
-    budget = 20.0
     method, gen = _prepared(
-        problem, budget=budget, adversary_steps=8, adversary_lr=1e-2, level_scale=0.3
+        problem, budget=20.0 / 64, adversary_steps=8, adversary_lr=1e-2, level_scale=0.3
     )
     method.maximise(forecaster, gen)
     # The level factor moves, but the projection shrinks it along with θ − θ₀.
     assert float(method.level.detach().abs().max()) > 0.005
-    assert _fresh_kl(method, seed=5) + float(method.level_kl().detach()) <= budget
+    assert _fresh_kl(method, seed=5) + float(method.level_kl().detach()) <= method.budget
     with pytest.raises(ConfigError, match="level_scale: needs ambiguity='pathkl'"):
         get_method("threed", ambiguity="paper", level_scale=0.1)

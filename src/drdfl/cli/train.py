@@ -48,7 +48,7 @@ def train(
     budget: Annotated[
         float | None,
         typer.Option(
-            help="threed's budget: nats per segment for the default path-KL set, the "
+            help="threed's budget: nats per segment slot for the default path-KL set, the "
             "score-matching excess ε with method_params ambiguity=paper."
         ),
     ] = None,

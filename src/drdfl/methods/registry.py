@@ -129,8 +129,8 @@ REGISTRY: tuple[MethodSpec, ...] = (
         needs_reference=True,
         history={
             "path_kl": "KL of the epoch's adversarial tails (and level factors) to θ₀'s, nats "
-            "per segment",
-            "kl_budget": "path-KL budget (pathkl ambiguity set)",
+            "per segment slot",
+            "kl_budget": "path-KL budget, nats per segment slot (pathkl ambiguity set)",
             "adv_loss": "forecaster loss on the adversary's segments",
             "adv_regret": "forecaster regret on the adversary's segments",
             "ref_regret": "forecaster regret on θ₀'s tails from the same states and noise",

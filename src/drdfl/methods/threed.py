@@ -19,10 +19,13 @@ cost of running every step.
 
 Ambiguity sets (``ambiguity``):
 
-* ``"pathkl"`` (default): a ball of ``budget`` nats per segment in the exact KL between
-  θ's and θ₀'s reverse tails, ``E_θ Σ_t ‖μ_θ(x_t,t) − μ_θ₀(x_t,t)‖² / 2σ_t²``, measured on
-  θ's own trajectories (:mod:`drdfl.diffusion.divergence`; by data processing it bounds
-  the KL of the samples themselves). Each adversary step is a pathwise gradient step on
+* ``"pathkl"`` (default): a ball of ``budget`` nats *per segment slot* (× the segment
+  length per segment) in the exact KL between θ's and θ₀'s reverse tails,
+  ``E_θ Σ_t ‖μ_θ(x_t,t) − μ_θ₀(x_t,t)‖² / 2σ_t²``, measured on θ's own trajectories
+  (:mod:`drdfl.diffusion.divergence`; by data processing it bounds the KL of the samples
+  themselves). Per slot, so that presets with short and long segments get a set of the
+  same size per value (on the 32-slot paper preset, 50 nats per segment let the samples
+  reach the zero-demand floor). Each adversary step is a pathwise gradient step on
   the mean loss of θ's samples (differentiated through the sampled tail, the noise held
   fixed) less ``kl_weight`` times the KL in units of the budget — the penalty points the
   step at directions that buy loss cheaply in nats — followed by a **projection**: θ − θ₀
@@ -114,6 +117,8 @@ from drdfl.tasks.base import DecisionTask
 _RANGE_TOLERANCE = 1e-3
 #: shrinks tried per projection before falling back to θ = θ₀
 _MAX_SHRINKS = 8
+#: default path-KL budget, nats per segment slot
+DEFAULT_BUDGET_PER_SLOT = 0.2
 #: training epochs of the crop discriminator judging each epoch's samples (it runs twice
 #: per outer epoch, so fewer than the quality gate's)
 _REALISM_EPOCHS = 100
@@ -135,8 +140,8 @@ class ThreeDParams(ReferenceParams):
     budget: float | None = Field(
         None,
         ge=0,
-        description="size of the ambiguity set: nats per segment for 'pathkl' (None: 50), "
-        "ε for 'paper' (None: 0.03, the paper's)",
+        description="size of the ambiguity set: nats per segment slot for 'pathkl' (None: "
+        f"{DEFAULT_BUDGET_PER_SLOT}), ε for 'paper' (None: 0.03, the paper's)",
     )
     alpha_bar_min: float = Field(
         0.5, gt=0, lt=1, description="T′ by noise level: the last steps with ᾱ_t ≥ this"
@@ -238,7 +243,12 @@ class ThreeDLearning(TrainedMethod):
                 f"method_params.threed.budget: the path-KL budget must be > 0 nats, got "
                 f"{p.budget} (switch the adversary off with adversary_steps=0)"
             )
-        self.budget = p.budget if p.budget is not None else (50.0 if pathkl else 0.03)
+        config = self._reference_config()
+        if pathkl:
+            per_slot = p.budget if p.budget is not None else DEFAULT_BUDGET_PER_SLOT
+            self.budget = per_slot * config.segment_length
+        else:
+            self.budget = p.budget if p.budget is not None else 0.03
         if p.level_scale > 0 and not pathkl:
             raise ConfigError("method_params.threed.level_scale: needs ambiguity='pathkl'")
         self.adversary_lr = p.adversary_lr or (1e-3 if pathkl else 1e-4)
@@ -246,7 +256,6 @@ class ThreeDLearning(TrainedMethod):
         if p.selection == "adversarial":
             self.selection = "adversarial regret (held-out tails within the budget)"
         # T′ against θ₀'s schedule, before anything is fitted or trained.
-        config = self._reference_config()
         schedule = NoiseSchedule.build(
             config.schedule, config.T, config.beta_start, config.beta_end
         )
@@ -621,14 +630,15 @@ class ThreeDLearning(TrainedMethod):
                 adv_segments = self.to_forecaster_units(drawn.segments)
             else:
                 adv_segments = self._segments(adv_tail.samples, z, True)
+        slots = self.reference.segment_length
         adv_losses = self.segment_losses(adv_segments, forecaster)
         adv_regret = float(self.segment_losses(adv_segments, forecaster, "regret").mean())
         ref_regret = self.segment_losses(ref_segments, forecaster, "regret")
         adv_np, ref_np = adv_segments.cpu().numpy(), ref_segments.cpu().numpy()
         self.record.update(
             {
-                "path_kl": float(adv_tail.kl.mean() + self.level_kl().detach()),
-                "kl_budget": self.budget if p.ambiguity == "pathkl" else math.nan,
+                "path_kl": float(adv_tail.kl.mean() + self.level_kl().detach()) / slots,
+                "kl_budget": self.budget / slots if p.ambiguity == "pathkl" else math.nan,
                 "adv_loss": float(adv_losses.mean()),
                 "adv_regret": adv_regret,
                 "ref_regret": float(ref_regret.mean()),
@@ -691,7 +701,11 @@ class ThreeDLearning(TrainedMethod):
     def artifacts(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "ambiguity": self.params.ambiguity,
-            "budget": self.budget,
+            # the parameter's units: nats per slot ('pathkl'), ε ('paper')
+            "budget": self.budget / self.reference.segment_length
+            if self.params.ambiguity == "pathkl"
+            else self.budget,
+            "segment_length": self.reference.segment_length,
             "t_prime": self.t_prime,
             "tail_steps": int(self.tail_t.shape[0] - 1),
             "adversary_s": self.adversary_s,
