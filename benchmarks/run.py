@@ -196,243 +196,72 @@ def _targets_section(res: dict[str, dict[str, Any]]) -> list[str]:
     pipe = res.get("pipeline")
     if pipe is None:
         return [*lines, "Not measured (pipeline benchmark not run).", ""]
-    est = pipe["stages"]["estimate"]
-    lo, hi, tg = est["low"], est["high"], est["targets"]
+    e2e, over = pipe["end_to_end"], pipe["overhead"]
 
     def verdict(met: bool) -> str:
         return "met" if met else "**missed**"
 
-    dominant = f"{lo['dominant_stage']} ({lo['dominant_share']:.0%})"
-    if hi["dominant_stage"] != lo["dominant_stage"]:
-        dominant += (
-            f" at {lo['epochs']} epochs; {hi['dominant_stage']} ({hi['dominant_share']:.0%}) "
-            f"at {hi['epochs']}"
-        )
-    th = pipe["stages"]["threed"]
-    inner_share = th["paper_inner_epochs"] * th["inner_epoch_s"] / th["outer_epoch_paper_s"]
-    overhead_dominant = (
-        f"inner maximisation ({inner_share:.0%} of an outer epoch); setup "
-        f"{fmt_s(est['threed_setup_s'])}"
-    )
-
     rows = [
         [
-            "`paper` profile, 1 seed, every method, diffusion 7,000 iterations included",
-            f"≤ {fmt_s(tg['total_s_max'])}",
-            f"{fmt_s(lo['total_s'])} – {fmt_s(hi['total_s'])} (estimate)",
-            verdict(tg["total_met"]),
-            dominant,
+            f"`{pipe['profile']}` profile end to end: one seed, every method and the skyline, "
+            f"θ₀'s fit included (`--jobs {e2e['jobs']}`)",
+            f"≤ {fmt_s(e2e['target_s'])}",
+            f"{fmt_s(e2e['wall_s'])} (measured)",
+            verdict(e2e["met"]),
         ],
         [
-            "3D-Learning training / DFL training (same epochs)",
-            f"≤ {tg['overhead_max']:g}×",
-            f"{fmt_x(lo['overhead_ratio'])} – {fmt_x(hi['overhead_ratio'])} (estimate; per "
-            f"outer epoch {fmt_x(est['overhead_ratio_per_epoch'])})",
-            verdict(tg["overhead_met"]),
-            overhead_dominant,
+            f"3D-Learning training / DFL training, the same {over['epochs']} epoch(s) each",
+            f"≤ {over['target']:g}×",
+            f"{fmt_x(over['ratio'])} ({fmt_s(over['threed']['train_s'])} / "
+            f"{fmt_s(over['dfl']['train_s'])}; inner maximisation "
+            f"{over['adversary_share']:.0%} of 3D-Learning's)",
+            verdict(over["met"]),
         ],
     ]
-    lines += table(["target", "bound", "measured / estimated", "verdict", "dominant"], rows)
-    lines += [
-        f"The full-run figure is an **estimate** assembled from the stage measurements below "
-        f"(no full `paper` run fits the benchmark's time): diffusion pre-training at the "
-        f"measured speed × 7,000 iterations, every unit's epochs × its measured epoch cost, "
-        f"3D-Learning's one-time setup, and the evaluation of every test set of every unit. "
-        f"The two bounds are {lo['epochs']} epochs (the earliest early stop, patience + 1) "
-        f"and {hi['epochs']} (the epoch limit); a verdict is taken at the lower bound. "
-        f"Units: {', '.join(est['units'])}.",
-        "",
-        "Diffusion pre-training alone is "
-        f"{lo['stages_s']['diffusion pre-training'] / tg['total_s_max']:.1f}× the time budget "
-        "of the whole run.",
-        "",
-        "Estimated time by stage:",
-        "",
-    ]
-    rows = [
-        [
-            k,
-            fmt_s(lo["stages_s"][k]),
-            f"{lo['stages_s'][k] / lo['total_s']:.0%}",
-            fmt_s(hi["stages_s"][k]),
-            f"{hi['stages_s'][k] / hi['total_s']:.0%}",
-        ]
-        for k in lo["stages_s"]
-    ]
-    rows.append(["**total**", fmt_s(lo["total_s"]), "", fmt_s(hi["total_s"]), ""])
-    lines += table(
-        ["stage", f"{lo['epochs']} epochs", "share", f"{hi['epochs']} epochs", "share"], rows
-    )
-    lines += [
-        f"3D-Learning's cost per unit: a one-time setup of {fmt_s(est['threed_setup_s'])} "
-        f"(drawing θ₀'s pool of full DDPM chains) and {fmt_s(est['threed_outer_epoch_s'])} "
-        f"per outer epoch, of which the inner maximisation is "
-        f"{fmt_s(th['inner_epoch_s'])} per inner epoch × {th['paper_inner_epochs']} inner "
-        f"epochs; the decision-focused pass itself costs "
-        f"{fmt_s(th['dfl_pass_s'])}, as a DFL epoch does.",
-        "",
-    ]
-    split = th.get("inner_step_split")
-    if split:
-        tail, price, budget = (
-            split["diffusion_tail"],
-            split["forecaster_pricing"],
-            split["budget_J"],
-        )
-        lines += [
-            f"One adversary step on {split['trajectories']} trajectories, each part forward + "
-            f"backward on its own: the diffusion tail ({tail['unet_calls']:,} U-Net calls) "
-            f"{fmt_s(tail['seconds'])}, peak {fmt_mib(tail['peak_rss_mib'])}; the forecaster "
-            f"pricing every window of the samples ({price['windows']:,} windows) "
-            f"{fmt_s(price['seconds'])}, peak {fmt_mib(price['peak_rss_mib'])}; the budget J "
-            f"({budget['segments']} segments) {fmt_s(budget['seconds'])}.",
-            "",
-        ]
+    lines += table(["target", "bound", "measured", "verdict"], rows)
     return lines
 
 
 def _stages_section(res: dict[str, dict[str, Any]]) -> list[str]:
     pipe = res.get("pipeline")
-    lines = ["## Stages of the `paper` profile", ""]
+    lines = [f"## The `{pipe['profile'] if pipe else 'paper'}` profile end to end", ""]
     if pipe is None:
         return [*lines, "Not measured.", ""]
-    s = pipe["stages"]
-    d, smp, dfl, th, ev = (
-        s["diffusion_pretraining"],
-        s["sampling"],
-        s["dfl_epoch"],
-        s["threed"],
-        s["evaluation"],
-    )
-    biggest = max(ev["sets"], key=lambda r: r["windows"])
-
-    def rss(stage: dict[str, Any]) -> str:
-        start = stage.get("rss_start_mib")
-        return fmt_mib(stage["peak_rss_mib"]) + (f" ({fmt_mib(start)})" if start else "")
-
-    rows = [
-        [
-            "data: build the paper suite",
-            fmt_s(s["suite"]["seconds"]),
-            rss(s["suite"]),
-            "measured",
-        ],
-        [
-            f"diffusion pre-training ({d['preset']} preset), per 1,000 iterations",
-            fmt_s(d["s_per_1000_iterations"]),
-            rss(d),
-            f"extrapolated from {d['measured_iterations']} iterations; "
-            f"{d['preset_iterations']:,} iterations ≈ {fmt_s(d['preset_total_s'])}",
-        ],
-        [
-            f"sampling, DDPM {smp['steps']} steps, per 1,000 segments of {smp['segment_length']}",
-            fmt_s(smp["s_per_1000_segments"]),
-            rss(smp),
-            f"extrapolated from {smp['measured_segments']} segments",
-        ],
-        [
-            f"DFL epoch ({dfl['train_windows']:,} windows + {dfl['validation_windows']:,} "
-            "validation)",
-            fmt_s(dfl["epoch_s"]),
-            rss(dfl),
-            f"extrapolated from {dfl['measured_windows']} windows"
-            if dfl["extrapolated"]
-            else "measured",
-        ],
-        [
-            f"3D-Learning outer epoch ({th['paper_inner_epochs']} inner epochs)",
-            fmt_s(th["outer_epoch_paper_s"]),
-            rss(th),
-            f"measured with {th['measured_inner_epochs']} inner epoch(s) "
-            f"({fmt_s(th['measured_outer_epoch_s'])}), the rest extrapolated",
-        ],
-        [
-            "3D-Learning setup (pool of θ₀ trajectories)",
-            fmt_s(th["setup_paper_s"]),
-            "–",
-            "estimated from the sampling stage",
-        ],
-        [
-            f"evaluation of one test set ({biggest['test_set']}, {biggest['windows']:,} windows)",
-            fmt_s(biggest["seconds"]),
-            rss(biggest),
-            f"measured, {ev['bootstrap']} bootstrap resamples",
-        ],
-    ]
-    lines += table(["stage", "wall time", "peak RSS (at start)", "how"], rows)
+    e2e = pipe["end_to_end"]
     lines += [
-        f"Evaluation time ≈ {ev['fit']['a_s']:.2f} s + "
-        f"{1e6 * ev['fit']['b_s_per_window']:.0f} µs × windows (fitted on "
-        + ", ".join(f"{r['test_set']} {fmt_s(r['seconds'])}" for r in ev["sets"])
-        + f"); one unit is scored on {s['test_windows']['main']:,} main-suite windows, "
-        f"{s['test_windows']['corruptions']:,} corrupted and {s['test_windows']['skyline_score']:,}"
-        " skyline windows.",
-        "",
-        f"The 3D-Learning outer epoch is measured against a θ₀ with the `{th['preset_unet']}` "
-        f"preset's U-Net but T = T′ = {th['reference_T']} steps: every call in the outer epoch "
-        "then has the profile's shapes, while drawing the pool (one-time setup, "
-        f"{th['paper_pool']} full {smp['steps']}-step chains) takes seconds instead of the "
-        "estimated setup above.",
-        "",
-        "Epoch cost of the other methods relative to DFL (same windows, one process):",
+        f"`{e2e['command']}`: {fmt_s(e2e['wall_s'])} wall, {fmt_s(e2e['cpu_s'])} of CPU time, "
+        f"peak RSS {fmt_mib(e2e['peak_rss_mib'])} (the largest process); report written: "
+        f"{'yes' if e2e['report_written'] else 'no'}.",
         "",
     ]
-    me = s["method_epochs"]
-    rows = [[k, f"{v:.2f}×", fmt_s(v * dfl["epoch_s"])] for k, v in me["ratio_to_dfl"].items()]
-    lines += table(["method", "epoch / DFL epoch", "epoch (est.)"], rows)
-    if "threads_probe" in s:
-        tp = s["threads_probe"]
-        one, two = tp["seconds_by_threads"]["1"], tp["seconds_by_threads"]["2"]
+    for ref in e2e["reference"]:
         lines += [
-            f"Threads: {tp['batches']} DFL batches took {fmt_s(one)} with 1 intra-op thread "
-            f"and {fmt_s(two)} with 2 ({two / one:.1f}×) on this shared machine; every "
-            "number here uses the thread count in the machine table.",
+            f"θ₀: {ref['iterations']:,} iterations in {fmt_s(ref['fit_s'])} (training alone), "
+            f"quality gate {ref['gate']}.",
             "",
         ]
-    return lines
-
-
-def _scaling_section(res: dict[str, dict[str, Any]]) -> list[str]:
-    pipe = res.get("pipeline")
-    lines = ["## Scaling with training-series length", ""]
-    if pipe is None:
-        return [*lines, "Not measured.", ""]
-    rows_in = pipe["stages"]["scaling"]
-    base = rows_in[0]
+    total = sum(e2e["stages_s"].values())
+    rows = [[k, fmt_s(v), f"{v / total:.0%}"] for k, v in e2e["stages_s"].items()]
+    lines += ["Time by stage, summed over the units (they run side by side):", ""]
+    lines += table(["stage", "time", "share"], rows)
     rows = [
         [
-            f"×{r['factor']}",
-            f"{r['train_slots']:,}",
-            f"{r['train_windows']:,}",
-            fmt_s(r["dfl_epoch_s"]),
-            f"{r['dfl_epoch_s'] / base['dfl_epoch_s']:.1f}×",
-            fmt_s(r["threed_outer_epoch_s"]),
-            f"{r['threed_outer_epoch_s'] / base['threed_outer_epoch_s']:.1f}×",
-            fmt_mib(r["threed_peak_rss_mib"]),
+            u["method"],
+            "–" if u["epochs"] is None else str(u["epochs"]),
+            fmt_s(u["train_s"]),
+            fmt_s(u["evaluate_s"]),
         ]
-        for r in rows_in
+        for u in e2e["units"]
     ]
-    sizes = pipe.get("sizes", {})
-    lines += table(
-        [
-            "length",
-            "training slots",
-            "training windows",
-            "DFL epoch",
-            "vs ×1",
-            "3D-Learning outer epoch",
-            "vs ×1",
-            "peak RSS",
-        ],
-        rows,
-    )
+    lines += ["Per unit (epochs run before early stopping):", ""]
+    lines += table(["unit", "epochs", "training", "evaluation"], rows)
+    over = pipe["overhead"]
     lines += [
-        f"Synthetic chat workload at 5 s, {sizes.get('scaling_base_days', 0) * 24:.1f} hours "
-        "at ×1 (70 % trains). The 3D-Learning epoch here is reduced (one inner epoch, "
-        f"{sizes.get('scaling_threed', {}).get('trajectories', '?')} trajectories, the "
-        f"`{sizes.get('scaling_preset', '?')}` U-Net) so that the decision-focused pass, the "
-        "only part that grows with the series, is visible next to the inner maximisation, "
-        "whose cost does not depend on the series length.",
+        f"Robustness overhead, measured after the run in one process against the θ₀ it "
+        f"fitted: DFL {over['epochs']} epoch(s) {fmt_s(over['dfl']['train_s'])}, 3D-Learning "
+        f"{over['epochs']} outer epoch(s) {fmt_s(over['threed']['train_s'])} (peak RSS "
+        f"{fmt_mib(over['threed']['peak_rss_mib'])}), of which moving θ took "
+        f"{fmt_s(over['threed_adversary_s'])}.",
         "",
     ]
     return lines
@@ -685,7 +514,6 @@ def render(res: dict[str, dict[str, Any]]) -> str:
         _machine_section,
         _targets_section,
         _stages_section,
-        _scaling_section,
         _startup_section,
         _evaluation_section,
         _speed_scaling_section,

@@ -1,10 +1,10 @@
 """The benchmark runner: a quick run through ``benchmarks/run.py`` on the real paper data,
-the full-run estimate's arithmetic, and the markdown it renders.
+and the markdown it renders.
 
 A quick run of every benchmark takes minutes on a shared 2-core machine (each process
 imports torch, and the reader benchmark starts two more), so the end-to-end test runs the
-DFL-epoch benchmark alone through ``run.py --quick --only training``; the estimate and the
-rendering of the pipeline sections are tested on small measurement dicts.
+DFL-epoch benchmark alone through ``run.py --quick --only training``; the rendering of the
+pipeline sections is tested on small measurement dicts.
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from drdfl.config import resolve_config
-from drdfl.methods.registry import METHOD_NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
@@ -81,108 +78,10 @@ def test_quick_training_run_writes_results_and_markdown(tmp_path: Path, data_dir
     assert "skipped: not selected (--only)" in md
 
 
-def measurements(dfl_epoch: float, outer: float, diffusion_s: float) -> dict:
-    """Stage measurements where only DFL/3D-Learning epochs and diffusion cost anything."""
+def pipeline_result(wall_s: float, dfl_s: float, threed_s: float) -> dict:
+    """A pipeline benchmark result with the given end-to-end and overhead times."""
     return {
-        "suite": {"seconds": 0.0, "peak_rss_mib": 400.0, "window": 7, "horizon": 1},
-        "diffusion_pretraining": {
-            "preset": "paper",
-            "measured_iterations": 3,
-            "s_per_1000_iterations": diffusion_s / 7,
-            "preset_iterations": 7000,
-            "preset_total_s": diffusion_s,
-            "peak_rss_mib": 800.0,
-        },
-        "sampling": {
-            "s_per_segment": 0.0,
-            "s_per_1000_segments": 0.0,
-            "segment_length": 784,
-            "steps": 500,
-            "measured_segments": 2,
-            "peak_rss_mib": 800.0,
-        },
-        "dfl_epoch": {
-            "epoch_s": dfl_epoch,
-            "train_windows": 9408,
-            "validation_windows": 1344,
-            "measured_windows": 9408,
-            "extrapolated": False,
-            "peak_rss_mib": 500.0,
-        },
-        "method_epochs": {
-            "ratio_to_dfl": {m: 1.0 for m in ("dfl", "mse", "kldro", "cvar", "chi2", "wdro")}
-            | {f"augment-{k}": 1.0 for k in ("gaussian", "perlin", "cutout", "level", "burst")}
-            | {"revin-dfl": 1.0}
-        },
-        "threed": {
-            "setup_paper_s": 0.0,
-            "outer_epoch_paper_s": outer,
-            "measured_outer_epoch_s": outer,
-            "measured_inner_epochs": 1,
-            "paper_inner_epochs": 10,
-            "paper_pool": 256,
-            "preset_unet": "paper",
-            "reference_T": 10,
-            "inner_epoch_s": outer / 10,
-            "dfl_pass_s": dfl_epoch,
-            "peak_rss_mib": 900.0,
-            "params": {"trajectories": 64},
-        },
-        "evaluation": {
-            "bootstrap": 500,
-            "sets": [
-                {"test_set": "23V(Test)", "windows": 4032, "seconds": 1.0, "peak_rss_mib": 1.0}
-            ],
-            "fit": {"a_s": 0.0, "b_s_per_window": 0.0},
-        },
-        "test_windows": {"main": 4032, "corruptions": 0, "skyline_score": 0, "skyline_fit": 9408},
-    }
-
-
-WINDOWS = {"main": [4032], "corruptions": [], "skyline_score": [0], "skyline_fit": [9408]}
-
-
-def test_estimate_sums_every_unit_and_names_the_dominant_stage(bench_modules) -> None:
-    _, bp = bench_modules
-    cfg = resolve_config("paper")
-    est = bp.estimate(measurements(10.0, 30.0, 0.0), cfg, WINDOWS)
-    # one seed: every registered method, threed's MSE ablation and the skyline
-    assert len(est["units"]) == len(METHOD_NAMES) + 2 and est["units"].count("skyline") == 1
-    lo, hi = est["low"], est["high"]
-    assert (lo["epochs"], hi["epochs"]) == (cfg.train.patience + 1, cfg.train.epochs)
-    # per epoch: 12 simple units x 10 s + diffusion-augment 10 s + skyline (9,408 windows)
-    # 10 s + threed and threed-mse 2 x 30 s = 200 s
-    assert lo["total_s"] == pytest.approx(200.0 * lo["epochs"])
-    assert hi["total_s"] == pytest.approx(200.0 * hi["epochs"])
-    assert lo["dominant_stage"] == "other methods training"
-    assert lo["overhead_ratio"] == pytest.approx(3.0) and est["targets"]["overhead_met"]
-    assert not est["targets"]["total_met"]  # 7 x 170 s > 15 min
-
-    slow = bp.estimate(measurements(1.0, 4.0, 5000.0), cfg, WINDOWS)
-    assert slow["low"]["dominant_stage"] == "diffusion pre-training"
-    assert slow["low"]["overhead_ratio"] == pytest.approx(4.0)
-    assert not slow["targets"]["overhead_met"]
-
-    fast = bp.estimate(measurements(1.0, 2.0, 100.0), cfg, WINDOWS)
-    assert fast["targets"]["total_met"] and fast["targets"]["overhead_met"]
-
-
-def test_markdown_reports_targets_stages_and_scaling(bench_modules) -> None:
-    run, bp = bench_modules
-    m = measurements(10.0, 300.0, 13000.0)
-    m["estimate"] = bp.estimate(m, resolve_config("paper"), WINDOWS)
-    m["scaling"] = [
-        {
-            "factor": f,
-            "train_slots": 756 * f,
-            "train_windows": 739 * f,
-            "dfl_epoch_s": 0.8 * f,
-            "threed_outer_epoch_s": 5.0 + 0.8 * f,
-            "threed_peak_rss_mib": 700.0,
-        }
-        for f in (1, 4, 16)
-    ]
-    pipeline = {
+        "profile": "paper",
         "machine": {
             "cpus": 2,
             "cpu_model": "test CPU",
@@ -191,24 +90,58 @@ def test_markdown_reports_targets_stages_and_scaling(bench_modules) -> None:
             "platform": "p",
             "load_average_at_start": [1.0, 1.0, 1.0],
             "date": "d",
+            "commit": "abc1234",
         },
-        "stages": m,
-        "sizes": {
-            "scaling_base_days": 1 / 16,
-            "scaling_preset": "fast",
-            "scaling_threed": {"trajectories": 16},
+        "end_to_end": {
+            "command": "drdfl run --profile paper --set seeds=0 --jobs 2 (empty cache)",
+            "jobs": 2,
+            "wall_s": wall_s,
+            "cpu_s": 2 * wall_s,
+            "peak_rss_mib": 900.0,
+            "reference": [{"iterations": 250, "fit_s": 10.0, "gate": "passed"}],
+            "units": [
+                {"method": "dfl", "train_s": 40.0, "evaluate_s": 20.0, "epochs": 19},
+                {"method": "skyline", "train_s": 300.0, "evaluate_s": 5.0, "epochs": None},
+            ],
+            "stages_s": {
+                "reference model θ₀ (gated fit)": 10.0,
+                "training (every unit)": 340.0,
+                "evaluation (every unit)": 25.0,
+            },
+            "report_written": True,
+            "target_s": 900,
+            "met": wall_s <= 900,
+        },
+        "overhead": {
+            "epochs": 3,
+            "dfl": {"train_s": dfl_s, "peak_rss_mib": 500.0},
+            "threed": {"train_s": threed_s, "peak_rss_mib": 700.0},
+            "threed_adversary_s": threed_s / 2,
+            "ratio": round(threed_s / dfl_s, 2),
+            "adversary_share": 0.5,
+            "target": 3.0,
+            "met": threed_s / dfl_s <= 3.0,
         },
     }
-    md = run.render({"pipeline": pipeline})
-    targets = md.split("## Speed targets")[1].split("## Stages")[0]
+
+
+def test_markdown_reports_the_measured_targets_and_stages(bench_modules) -> None:
+    run, _ = bench_modules
+    md = run.render({"pipeline": pipeline_result(1200.0, 6.0, 30.0)})
+    targets = md.split("## Speed targets")[1].split("## The `paper` profile end to end")[0]
     row = next(line for line in targets.splitlines() if line.startswith("| `paper` profile"))
-    assert "**missed**" in row and "diffusion pre-training" in row and "(estimate)" in row
+    assert "20.0 min (measured)" in row and "**missed**" in row
     overhead = next(line for line in targets.splitlines() if line.startswith("| 3D-Learning"))
-    assert "30×" in overhead and "**missed**" in overhead
-    assert "| diffusion pre-training | 3.6 h |" in targets
-    scaling = md.split("## Scaling with training-series length")[1].split("## DFL epoch")[0]
-    assert "| ×16 | 12,096 | 11,824 | 12.8 s | 16.0× | 17.8 s | 3.1× | 700 MiB |" in scaling
-    assert "## DFL epoch: vectorised vs. per-window loop\n\nNot measured." in md
+    assert "5.0×" in overhead and "**missed**" in overhead and "50%" in overhead
+    stages = md.split("## The `paper` profile end to end")[1].split("## ")[0]
+    assert "| training (every unit) | 5.7 min | 91% |" in stages
+    assert "| skyline | – | 5.0 min | 5.00 s |" in stages
+    assert "quality gate passed" in stages
+    assert "estimate" not in targets + stages  # measured, not assembled from stages
+
+    fast = run.render({"pipeline": pipeline_result(600.0, 10.0, 25.0)})
+    targets = fast.split("## Speed targets")[1].split("## The")[0]
+    assert "**missed**" not in targets and targets.count("| met |") == 2
 
 
 def test_speed_benchmark_scales_the_test_windows(tmp_path: Path) -> None:
