@@ -196,6 +196,9 @@ def _speed_results() -> dict:
             "batches_only_scoring_s": 100.0,
             "windows": 287616,
             "distinct_windows": 252079,
+            "distinct_windows_across_sets": 150000,
+            "per_set_s": 80.0,
+            "per_set_scoring_s": 74.0,
             "bootstrap": 500,
             "forecaster": "lstm",
             "before_s": 145.5,
@@ -238,7 +241,10 @@ def test_markdown_reports_startup_evaluation_and_scaling_per_stage(bench_modules
     assert "| **ratio before / after** | 2.0× | 2.1× |" in evaluation
     batches = "| fixed batches of 2,048 and `inference_mode`, every window | 106.0 s | 100.0 s |"
     assert batches in evaluation
-    assert "287,616 windows of which 252,079 distinct" in evaluation
+    assert "287,616 windows of which 252,079 distinct within their sets and 150,000" in evaluation
+    assert "| each set's distinct windows once, fixed batches, `inference_mode` | 80.0 s |" in (
+        evaluation
+    )
     scaling = md.split("## Scaling per stage")[1]
     assert "| dfl_epoch | 0.10 s (1.0×), 700 MiB | 1.60 s (16.0×), 700 MiB |" in scaling
     assert "| ×16 | 8,192 | tiled | 2.17 s, 700 MiB | 0.42 s, 700 MiB |" in scaling
