@@ -64,6 +64,31 @@ def test_ddpm_step_is_the_ddpm_posterior() -> None:
     assert std[0].item() == 0.0  # the last step into x_0 is deterministic
 
 
+def test_forward_variance_keeps_the_mean_and_adds_beta() -> None:
+    """variance="forward": the DDPM mean with σ² = β_t (1 − ᾱ_t/ᾱ_s for a strided step),
+    the last step into x_0 included; deterministic DDIM stays deterministic."""
+    post = NoiseSchedule.linear(100, 1e-3, 0.1)
+    fwd = NoiseSchedule.build("linear", 100, 1e-3, 0.1, variance="forward")
+    gen = torch.Generator().manual_seed(3)
+    t = torch.tensor([1, 2, 50, 100])
+    x_t = torch.randn(4, 8, generator=gen, dtype=torch.float64)
+    eps = torch.randn(4, 8, generator=gen, dtype=torch.float64)
+    mean_p, _ = post.reverse_mean_std(x_t, eps, t, t - 1, eta=1.0)
+    mean_f, std_f = fwd.reverse_mean_std(x_t, eps, t, t - 1, eta=1.0)
+    assert torch.equal(mean_p, mean_f)
+    assert torch.allclose(std_f.square(), fwd.betas[t][:, None], rtol=1e-12)
+    strided = torch.tensor([40, 10])
+    _, std = fwd.reverse_mean_std(x_t[:2], eps[:2], strided, strided - 10, eta=1.0)
+    ab = fwd.alpha_bars
+    expected = 1 - ab[strided] / ab[strided - 10]
+    assert torch.allclose(std.square(), expected[:, None], rtol=1e-12)
+    _, std0 = fwd.reverse_mean_std(x_t, eps, t, t - 1, eta=0.0)
+    assert bool((std0 == 0).all())
+    assert fwd.to_dict()["variance"] == "forward"
+    with pytest.raises(ConfigError, match="unknown reverse variance 'big'"):
+        NoiseSchedule.build("linear", 10, 1e-3, 0.1, variance="big")
+
+
 def test_true_noise_gives_the_true_posterior_mean() -> None:
     """With the noise that made x_t, the step mean is E[x_s | x_t, x_0] of the forward process."""
     s = NoiseSchedule.linear(100, 1e-3, 0.2)

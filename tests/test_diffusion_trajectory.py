@@ -193,6 +193,32 @@ def test_path_kl_matches_monte_carlo_log_ratio(model: DiffusionModel) -> None:
     assert float(analytic.mean()) > 10 * stderr  # a real difference, not two zeros
 
 
+def test_path_kl_with_forward_variance_matches_monte_carlo_on_every_step() -> None:
+    """With the forward variance every step is stochastic, the last one too: the analytic
+    KL of all steps agrees with the Monte Carlo log-ratio of all steps."""
+    torch.manual_seed(0)
+    model = DiffusionModel(CFG.model_copy(update={"variance": "forward"}))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    other = model.clone()
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    n, timesteps = 4000, tail_timesteps(6, 6)
+    gen = torch.Generator().manual_seed(2)
+    starts = torch.randn(n, CFG.segment_length, generator=gen)
+    noise = torch.randn(n, 6, CFG.segment_length, generator=gen)
+    with torch.no_grad():
+        tail = tail_with_kl(other, model, starts, timesteps, noise)
+        tr = Transitions(tail.states, timesteps, 1.0)
+        mc = (step_log_probs(other, tr) - step_log_probs(model, tr)).sum(1)
+    analytic = tail.kl
+    stderr = float(mc.std()) / n**0.5
+    assert abs(float(mc.mean()) - float(analytic.mean())) < 4 * stderr
+    assert float(analytic.mean()) > 10 * stderr
+
+
 def test_tail_timesteps_and_pool_states(model: DiffusionModel) -> None:
     assert tail_timesteps(8, 4).tolist() == [8, 6, 4, 2, 0]
     with pytest.raises(ConfigError, match="takes 1..3 steps"):

@@ -55,10 +55,8 @@ def kl_step_coefficients(
     on the predicted noise and the variance the KL is priced with (zero-variance steps
     take ``1 − ᾱ_t / ᾱ_s``, see the module docstring)."""
     t, s = timesteps[:-1], timesteps[1:]
+    _, c_eps, var = schedule.step_coefficients(t, s, eta)
     ab_t, ab_s = schedule.alpha_bars[t], schedule.alpha_bars[s]
-    var = eta**2 * (1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)
-    c_x = (ab_s / ab_t).sqrt()
-    c_eps = (1 - ab_s - var).clamp(min=0).sqrt() - c_x * (1 - ab_t).sqrt()
     priced = torch.where(var > 0, var, 1 - ab_t / ab_s)
     return c_eps, priced
 

@@ -52,6 +52,11 @@ class DiffusionModelConfig(StrictModel):
     schedule: Literal["linear", "cosine"] = "linear"
     beta_start: float = Field(1e-3, gt=0, lt=1, description="β_1 of the linear schedule")
     beta_end: float = Field(0.1, gt=0, lt=1, description="β_T of the linear schedule")
+    variance: Literal["posterior", "forward"] = Field(
+        "posterior",
+        description="noise of a stochastic reverse step: the forward posterior's β̃_t or the "
+        "forward process's β_t (larger; more spread in the samples)",
+    )
     layout: Literal["1d", "2d"] = Field("1d", description="'2d': segment as a √L × √L image")
     base_channels: int = Field(32, ge=1)
     channel_mults: tuple[int, ...] = Field((1, 2, 2), min_length=1)
@@ -247,7 +252,7 @@ class DiffusionModel(nn.Module):
         self.config = config
         self.scaler = scaler
         self.schedule = NoiseSchedule.build(
-            config.schedule, config.T, config.beta_start, config.beta_end
+            config.schedule, config.T, config.beta_start, config.beta_end, config.variance
         )
         # torch's layer constructors draw from the global generator; isolate them from it,
         # then draw every weight from the model's own seed.

@@ -17,6 +17,10 @@ import torch
 from drdfl.errors import ConfigError
 
 SCHEDULE_KINDS = ("linear", "cosine")
+#: variances of a stochastic reverse step ``x_t → x_s``: the forward posterior's
+#: ``β̃ = (1 − ᾱ_s)/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_s)`` or the forward process's own
+#: ``1 − ᾱ_t/ᾱ_s`` (``β_t`` for a single step); Ho et al. (2020) §3.2 use both
+REVERSE_VARIANCES = ("posterior", "forward")
 
 
 @dataclass(frozen=True)
@@ -24,12 +28,14 @@ class NoiseSchedule:
     """The forward process ``q(x_t | x_0) = N(sqrt(ᾱ_t) x_0, (1 - ᾱ_t) I)``.
 
     ``betas`` has ``T + 1`` entries with ``betas[0] = 0``; ``kind`` and ``params`` say how
-    it was built (for saving and for comparing configurations).
+    it was built (for saving and for comparing configurations); ``variance`` is the
+    variance of the stochastic reverse steps (one of :data:`REVERSE_VARIANCES`).
     """
 
     betas: torch.Tensor
     kind: str = "custom"
     params: dict[str, Any] = field(default_factory=dict)
+    variance: str = "posterior"
     alphas: torch.Tensor = field(init=False, repr=False)
     alpha_bars: torch.Tensor = field(init=False, repr=False)
 
@@ -38,6 +44,11 @@ class NoiseSchedule:
         if betas.ndim != 1 or betas.shape[0] < 2:
             raise ConfigError(
                 f"noise schedule: expected T + 1 >= 2 betas, got {tuple(betas.shape)}"
+            )
+        if self.variance not in REVERSE_VARIANCES:
+            raise ConfigError(
+                f"noise schedule: unknown reverse variance {self.variance!r}; expected one of "
+                f"{REVERSE_VARIANCES}"
             )
         if betas[0] != 0:
             raise ConfigError("noise schedule: betas[0] must be 0 (index 0 is the clean data)")
@@ -79,13 +90,23 @@ class NoiseSchedule:
         )
 
     @classmethod
-    def build(cls, kind: str, T: int, beta_start: float, beta_end: float) -> NoiseSchedule:
-        """The schedule named ``kind`` (``linear`` uses the betas; ``cosine`` ignores them)."""
+    def build(
+        cls,
+        kind: str,
+        T: int,
+        beta_start: float,
+        beta_end: float,
+        variance: str = "posterior",
+    ) -> NoiseSchedule:
+        """The schedule named ``kind`` (``linear`` uses the betas; ``cosine`` ignores them)
+        with reverse steps of ``variance``."""
         if kind == "linear":
-            return cls.linear(T, beta_start, beta_end)
-        if kind == "cosine":
-            return cls.cosine(T)
-        raise ConfigError(f"unknown noise schedule {kind!r}; expected one of {SCHEDULE_KINDS}")
+            built = cls.linear(T, beta_start, beta_end)
+        elif kind == "cosine":
+            built = cls.cosine(T)
+        else:
+            raise ConfigError(f"unknown noise schedule {kind!r}; expected one of {SCHEDULE_KINDS}")
+        return cls(built.betas, built.kind, built.params, variance)
 
     @property
     def T(self) -> int:
@@ -111,6 +132,27 @@ class NoiseSchedule:
         ab_t, ab_s = self._pair(t, s)
         return (1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)
 
+    def step_coefficients(
+        self, t: torch.Tensor, s: torch.Tensor, eta: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(c_x, c_ε, σ²)`` of the reverse step ``x_t → x_s`` (float64, one per timestep
+        pair): ``mean = c_x x_t + c_ε ε`` and the step's variance.
+
+        The DDIM family (Song et al., 2021) with stochasticity ``eta``: the mean is the one
+        whose marginals match for variance ``eta² β̃`` (:meth:`posterior_variance`); the
+        noise added is ``eta² β̃`` (``variance="posterior"``) or ``eta² (1 − ᾱ_t/ᾱ_s)``
+        (``"forward"``: the same mean with the forward process's larger variance, Ho et
+        al.'s other choice). ``eta = 1`` is DDPM, ``eta = 0`` deterministic DDIM.
+        """
+        if not 0.0 <= eta <= 1.0:
+            raise ConfigError(f"sampler eta must lie in [0, 1], got {eta}")
+        ab_t, ab_s = self._pair(t, s)
+        posterior = eta**2 * (1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)
+        c_x = (ab_s / ab_t).sqrt()
+        c_eps = (1 - ab_s - posterior).clamp(min=0).sqrt() - c_x * (1 - ab_t).sqrt()
+        var = posterior if self.variance == "posterior" else eta**2 * (1 - ab_t / ab_s)
+        return c_x, c_eps, var
+
     def reverse_mean_std(
         self,
         x_t: torch.Tensor,
@@ -119,22 +161,15 @@ class NoiseSchedule:
         s: torch.Tensor,
         eta: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and standard deviation of the reverse step ``x_t → x_s`` given predicted noise.
+        """Mean and standard deviation of the reverse step ``x_t → x_s`` given predicted noise
+        (coefficients from :meth:`step_coefficients`).
 
-        The DDIM family (Song et al., 2021) with stochasticity ``eta``: the variance is
-        ``eta² ·`` :meth:`posterior_variance`; ``eta = 1`` is exactly the DDPM posterior
-        ``N(μ_θ(x_t, t), σ_t² I)`` and ``eta = 0`` is deterministic DDIM. Written in
-        ε-form (``mean = c_x x_t + c_ε ε``) rather than through a predicted ``x_0``, which
-        would divide by ``sqrt(ᾱ_t)`` (≈ 1e-8 at high noise). ``t`` and ``s`` hold one
-        timestep per leading row of ``x_t``; ``std`` broadcasts like the mean.
+        Written in ε-form (``mean = c_x x_t + c_ε ε``) rather than through a predicted
+        ``x_0``, which would divide by ``sqrt(ᾱ_t)`` (≈ 1e-8 at high noise). ``t`` and ``s``
+        hold one timestep per leading row of ``x_t``; ``std`` broadcasts like the mean.
         Differentiable in ``eps``.
         """
-        if not 0.0 <= eta <= 1.0:
-            raise ConfigError(f"sampler eta must lie in [0, 1], got {eta}")
-        ab_t, ab_s = self._pair(t, s)
-        var = eta**2 * (1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)
-        c_x = (ab_s / ab_t).sqrt()
-        c_eps = (1 - ab_s - var).clamp(min=0).sqrt() - c_x * (1 - ab_t).sqrt()
+        c_x, c_eps, var = self.step_coefficients(t, s, eta)
         shape = (-1,) + (1,) * (x_t.ndim - 1)
         cast = {"device": x_t.device, "dtype": x_t.dtype}
         mean = c_x.to(**cast).reshape(shape) * x_t + c_eps.to(**cast).reshape(shape) * eps
@@ -149,7 +184,7 @@ class NoiseSchedule:
 
     def to_dict(self) -> dict[str, Any]:
         """Kind and parameters (the betas themselves for a custom schedule)."""
-        d: dict[str, Any] = {"kind": self.kind, **self.params}
+        d: dict[str, Any] = {"kind": self.kind, **self.params, "variance": self.variance}
         if self.kind == "custom":
             d["betas"] = self.betas.tolist()
         return d
