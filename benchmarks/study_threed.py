@@ -69,8 +69,15 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--methods", default=",".join(VARIANTS))
     ap.add_argument("--epochs", type=int, default=6, help="outer epochs of every method")
     ap.add_argument("--forecaster", default="mlp")
-    ap.add_argument("--preset", default="fast", help="diffusion preset of θ₀")
-    ap.add_argument("--diffusion-iterations", type=int, default=1000)
+    ap.add_argument(
+        "--preset", default=None, help="diffusion preset of θ₀ (None: the suite's profile's)"
+    )
+    ap.add_argument(
+        "--diffusion-iterations",
+        type=int,
+        default=None,
+        help="cap on θ₀'s gated fit (None: the preset's)",
+    )
     ap.add_argument("--test-rows", type=int, default=20000, help="rows per test set")
     ap.add_argument("--jobs", type=int, default=2, help="(suite, seed) jobs side by side")
     ap.add_argument("--quick", action="store_true", help="smoke settings (not evidence)")
@@ -120,18 +127,29 @@ def run_job(suite_name: str, seed: int, cfg: dict[str, Any], out: Path) -> Path:
         DataConfig(suite=suite_name, test_max_rows=cfg["test_rows"], data_dir=str(data_dir())), seed
     )
     data = suite.data
-    preset = get_preset(cfg["diffusion"]["preset"])
+    from drdfl.config import resolve_config
+
+    preset_name = cfg["diffusion"]["preset"] or resolve_config(suite_name).diffusion.preset
+    preset = get_preset(preset_name)
     real = data.scaler.inverse_transform(np.asarray(data.series, dtype=np.float64))
     start = time.perf_counter()
-    reference, _ = fit_series(
-        real,
-        preset.model,
-        preset.train.model_copy(
-            update={"iterations": cfg["diffusion"]["iterations"], "seed": seed}
-        ),
-        progress=False,
-    )
+    update: dict[str, Any] = {"seed": seed}
+    if cfg["diffusion"]["iterations"] is not None:
+        update["iterations"] = cfg["diffusion"]["iterations"]
+    # Seeded as the runner's reference cache seeds θ₀: the weights depend on the seed only.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        reference, fit = fit_series(
+            real, preset.model, preset.train.model_copy(update=update), progress=False
+        )
     reference_s = time.perf_counter() - start
+    quality = reference.meta.get("quality") or {}
+    gate = {
+        "status": quality.get("status", "ungated"),
+        "iterations": fit.iterations,
+        "failed": [c["name"] for c in quality.get("criteria", []) if not c["passed"]],
+    }
+    print(f"[{suite_name}/{seed}] θ₀: gate {gate['status']} at {fit.iterations} it", flush=True)
     train = TrainConfig(**cfg["train"])
     rows: list[dict[str, Any]] = []
     diag: list[dict[str, Any]] = []
@@ -185,6 +203,7 @@ def run_job(suite_name: str, seed: int, cfg: dict[str, Any], out: Path) -> Path:
         "results": rows,
         "diagnostics": diag,
         "timing_s": timing,
+        "reference_gate": {"preset": preset_name, **gate},
     }
     done.write_text(json.dumps(payload, default=float))
     return done
@@ -274,14 +293,39 @@ def main() -> None:
         "",
         f"`python benchmarks/study_threed.py {' '.join(sys.argv[1:])}` — {len(cfg['seeds'])} "
         f"seed(s), {cfg['forecaster']} forecaster, {cfg['train']['epochs']} epochs for every "
-        f"method, θ₀ = `{cfg['diffusion']['preset']}` preset at "
-        f"{cfg['diffusion']['iterations']} iterations (one per suite and seed, shared by every "
-        f"generative method), DFL warm start shared, {cfg['test_rows']} rows per test set. "
+        "method, θ₀ = "
+        + (
+            f"the `{cfg['diffusion']['preset']}` preset"
+            if cfg["diffusion"]["preset"]
+            else "the preset of the suite's profile"
+        )
+        + ", gated fit capped at "
+        + (
+            f"{cfg['diffusion']['iterations']} iterations"
+            if cfg["diffusion"]["iterations"]
+            else "the preset's iterations"
+        )
+        + " (one per suite and seed, shared by every generative method; verdicts below), "
+        "DFL warm start shared, "
+        f"{cfg['test_rows']} rows per test set. "
         f"Cells: {METRIC}, mean ± 95 % CI over seeds; best per row in bold. "
         f"Wall time {(time.perf_counter() - start) / 60:.0f} min on {env['cpus']} CPUs "
         f"(load at start {env['load_average_at_start']}).",
         "",
     ]
+    md += ["θ₀ quality gate per suite and seed:", ""]
+    md += [
+        f"- {p['suite']} seed {p['seed']}, `{p['reference_gate']['preset']}`: "
+        f"{p['reference_gate']['status']} at "
+        f"{p['reference_gate']['iterations']} iterations"
+        + (
+            f" (failed: {', '.join(p['reference_gate']['failed'])})"
+            if p["reference_gate"]["failed"]
+            else ""
+        )
+        for p in payloads
+    ]
+    md += [""]
     for suite in cfg["suites"]:
         in_dist = next(p["in_distribution"] for p in payloads if p["suite"] == suite)
         md += [f"**{suite} suite**", "", suite_table(res[res["suite"] == suite], in_dist), ""]
