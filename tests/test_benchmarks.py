@@ -144,7 +144,7 @@ def test_markdown_reports_the_measured_targets_and_stages(bench_modules) -> None
     assert "**missed**" not in targets and targets.count("| met |") == 2
 
 
-def test_speed_benchmark_scales_the_test_windows(tmp_path: Path) -> None:
+def test_speed_benchmark_scales_with_series_length_and_test_windows(tmp_path: Path) -> None:
     out = tmp_path / "speed.json"
     done = subprocess.run(
         [
@@ -152,7 +152,7 @@ def test_speed_benchmark_scales_the_test_windows(tmp_path: Path) -> None:
             str(BENCH / "bench_speed.py"),
             "--quick",
             "--only",
-            "scaling_windows",
+            "scaling_windows,scaling_length",
             "--output",
             str(out),
         ],
@@ -161,7 +161,12 @@ def test_speed_benchmark_scales_the_test_windows(tmp_path: Path) -> None:
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = json.loads(out.read_text())["scaling_windows"]
+    result = json.loads(out.read_text())
+    lengths = result["scaling_length"]
+    assert [r["factor"] for r in lengths] == [1, 4, 16]
+    assert lengths[2]["train_slots"] > lengths[0]["train_slots"]
+    assert all(stage["seconds"] > 0 for r in lengths for stage in r["stages"].values())
+    rows = result["scaling_windows"]
     assert [(r["factor"], r["layout"]) for r in rows] == [
         (f, layout) for f in (1, 4, 16) for layout in ("distinct", "tiled")
     ]
