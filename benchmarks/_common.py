@@ -39,7 +39,7 @@ def machine(threads: int) -> dict[str, Any]:
     from drdfl.runner.store import git_state
 
     torch.set_num_threads(threads)
-    code = git_state()
+    code = git_state(ROOT / "src", ROOT / "benchmarks" / "*.py")
     return {
         "commit": code["commit"],
         "dirty": code["dirty"],

@@ -191,8 +191,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     load = os.getloadavg()
     started = time.perf_counter()
+    from drdfl.runner.store import git_state
+
+    code = git_state(Path(__file__).resolve().parents[1] / "src", Path(__file__).resolve())
     results = {
         "machine": {
+            "commit": code["commit"],
+            "dirty": code["dirty"],
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
             "torch_threads": args.threads,

@@ -38,10 +38,12 @@ DONE_FILE = "done.json"
 RESULT_COLUMNS = ["method", "seed", "suite", "test_set", "metric", "value"]
 
 
-def git_state() -> dict[str, Any]:
-    """The git commit of the running code and whether its checkout has local changes
-    (``None`` for both when the code is not in a git checkout)."""
+def git_state(*paths: str | Path) -> dict[str, Any]:
+    """The git commit of the running code and whether it has local changes: in the
+    package's own files, or in ``paths`` (``None`` for both when the code is not in a git
+    checkout). Run outputs elsewhere in the checkout do not count."""
     here = Path(__file__).resolve().parent
+    watched = [str(p) for p in paths] or [str(here.parent)]
     try:
         commit = subprocess.run(
             ["git", "-C", str(here), "rev-parse", "HEAD"],
@@ -51,7 +53,16 @@ def git_state() -> dict[str, Any]:
             check=True,
         ).stdout.strip()
         status = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "-C",
+                str(here),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                *watched,
+            ],
             capture_output=True,
             text=True,
             timeout=10,
