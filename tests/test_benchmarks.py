@@ -138,6 +138,7 @@ def test_markdown_reports_the_measured_targets_and_stages(bench_modules) -> None
     assert "| skyline | – | 5.0 min | 5.00 s |" in stages
     assert "quality gate passed" in stages
     assert "estimate" not in targets + stages  # measured, not assembled from stages
+    assert "## Against the official code\n\nNot measured" in md
 
     fast = run.render({"pipeline": pipeline_result(600.0, 10.0, 25.0)})
     targets = fast.split("## Speed targets")[1].split("## The")[0]
