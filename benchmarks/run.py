@@ -492,37 +492,24 @@ def _official_section(res: dict[str, dict[str, Any]]) -> list[str]:
     dfl = train["vectorised_epoch_s"]
     e2e = pipe["end_to_end"]["wall_s"]
     threed_epoch = pipe["overhead"]["threed"]["train_s"] / pipe["overhead"]["epochs"]
-    rows = [
-        [
+    stages = [
+        (
             "DDPM pre-training, the paper's 28×28 U-Net, per iteration",
-            fmt_s(OFFICIAL["ddpm_train_s_per_iteration"]),
-            fmt_s(it_s),
-            fmt_x(OFFICIAL["ddpm_train_s_per_iteration"] / it_s),
-        ],
-        [
+            "ddpm_train_s_per_iteration",
+            it_s,
+        ),
+        (
             "DDPM sampling, the same U-Net, one reverse step of 64 segments",
-            fmt_s(OFFICIAL["ddpm_sampling_s_per_step_batch64"]),
-            fmt_s(ddpm),
-            fmt_x(OFFICIAL["ddpm_sampling_s_per_step_batch64"] / ddpm),
-        ],
-        [
-            "DFL epoch on the paper's training windows (LSTM)",
-            fmt_s(OFFICIAL["dfl_epoch_s"]),
-            fmt_s(dfl),
-            fmt_x(OFFICIAL["dfl_epoch_s"] / dfl),
-        ],
-        [
-            "3D-Learning outer epoch (paper profile)",
-            fmt_s(OFFICIAL["threed_outer_epoch_s"]),
-            fmt_s(threed_epoch),
-            fmt_x(OFFICIAL["threed_outer_epoch_s"] / threed_epoch),
-        ],
-        [
-            "the protocol, one seed, every method",
-            fmt_s(OFFICIAL["protocol_s"]),
-            fmt_s(e2e),
-            fmt_x(OFFICIAL["protocol_s"] / e2e),
-        ],
+            "ddpm_sampling_s_per_step_batch64",
+            ddpm,
+        ),
+        ("DFL epoch on the paper's training windows (LSTM)", "dfl_epoch_s", dfl),
+        ("3D-Learning outer epoch (paper profile)", "threed_outer_epoch_s", threed_epoch),
+        ("the protocol, one seed, every method", "protocol_s", e2e),
+    ]
+    rows = [
+        [label, fmt_s(OFFICIAL[key]), fmt_s(ours), fmt_x(OFFICIAL[key] / ours)]
+        for label, key, ours in stages
     ]
     lines += table(["stage", "official code", "drdfl", "ratio"], rows)
     lines += [

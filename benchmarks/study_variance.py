@@ -7,7 +7,8 @@ series, exactly as ``drdfl run`` fits θ₀. Training does not depend on the rev
 (the loss is the ε-prediction error), so both fits see the same weights at every gate
 check; only the samples the gate judges differ. Writes the verdicts, the iterations at
 which the gate passed (or the cap) and every criterion to
-``benchmarks/results/study_variance.json``.
+``benchmarks/results/study_variance/results.json`` (a study, not one of the benchmarks
+BENCHMARKS.md is written from).
 
     python benchmarks/study_variance.py [--cases quick:0,quick:1,honest:0] [--jobs 2]
 """
@@ -68,7 +69,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default="quick:0,quick:1,honest:0")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "study_variance.json")
+    parser.add_argument(
+        "--output", type=Path, default=RESULTS_DIR / "study_variance" / "results.json"
+    )
     args = parser.parse_args()
     cases = [(c.split(":")[0], int(c.split(":")[1])) for c in args.cases.split(",")]
     info = machine(1)

@@ -632,7 +632,11 @@ class ThreeDLearning(TrainedMethod):
                 adv_segments = self._segments(adv_tail.samples, z, True)
         slots = self.reference.segment_length
         adv_losses = self.segment_losses(adv_segments, forecaster)
-        adv_regret = float(self.segment_losses(adv_segments, forecaster, "regret").mean())
+        if self.objective != "regret":  # with the regret objective they are the same numbers
+            adv_losses_regret = self.segment_losses(adv_segments, forecaster, "regret")
+        else:
+            adv_losses_regret = adv_losses
+        adv_regret = float(adv_losses_regret.mean())
         ref_regret = self.segment_losses(ref_segments, forecaster, "regret")
         adv_np, ref_np = adv_segments.cpu().numpy(), ref_segments.cpu().numpy()
         self.record.update(
