@@ -132,6 +132,22 @@ def test_resume_after_sigkill_while_the_reference_model_trains(tmp_path):
     assert not any(cache.glob("*.partial"))
 
 
+def test_a_terminated_worker_starts_no_further_unit(monkeypatch):
+    # The pool reports a task's SystemExit as its error and hands the worker the next queued
+    # unit; once SIGTERM'd, the worker must not run it.
+    from drdfl.runner import local, unit
+
+    started = []
+    monkeypatch.setattr(unit, "execute_task", lambda job: started.append(job) or {})
+    monkeypatch.setattr(local, "_terminated", False)  # restored after the test
+    assert local._execute_in_worker("first") == {}
+    with pytest.raises(SystemExit):
+        local._exit(signal.SIGTERM, None)
+    with pytest.raises(SystemExit) as stop:
+        local._execute_in_worker("second")
+    assert started == ["first"] and stop.value.code == 128 + signal.SIGTERM
+
+
 def test_ctrl_c_stops_the_workers_and_says_how_to_resume(tmp_path):
     env = dict(os.environ, DRDFL_CACHE_DIR=str(tmp_path / "cache"))
     out = tmp_path / "out"

@@ -66,7 +66,22 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+#: set in a pool worker once SIGTERM arrived
+_terminated = False
+
+
+def _execute_in_worker(job: Job) -> dict[str, Any]:
+    """``execute_task`` in a pool worker, which once terminated starts no further unit: the
+    pool reports a task's SystemExit as the task's error and hands the worker the next
+    queued unit, which would otherwise run to its end before the pool shuts down."""
+    if _terminated:
+        raise SystemExit(128 + signal.SIGTERM)
+    return unit_module.execute_task(job)
+
+
 def _exit(signum: int, frame: Any) -> None:
+    global _terminated
+    _terminated = True
     raise SystemExit(128 + signum)
 
 
@@ -139,7 +154,7 @@ class LocalExecutor:
                         outcomes[job.node.id] = not_run(blocked or ["an earlier failure"])
                         waiting.remove(job)
                     elif all(n in outcomes for n in job.node.needs if n in ids):
-                        running[pool.submit(unit_module.execute_task, job)] = job
+                        running[pool.submit(_execute_in_worker, job)] = job
                         waiting.remove(job)
                 if not running:
                     continue
