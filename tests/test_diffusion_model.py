@@ -65,6 +65,27 @@ def test_denoiser_depends_on_time() -> None:
     assert emb.shape == (2, 9) and torch.allclose(emb[0, :4], torch.ones(4))
 
 
+@pytest.mark.parametrize(("length", "layout"), [(64, "1d"), (64, "2d")])
+def test_attention_starts_as_identity_and_mixes_every_position(length: int, layout: str):
+    """The self-attention block changes nothing at initialisation; trained, its output at
+    the first position depends on the input at the last one."""
+    torch.manual_seed(0)
+    net = SegmentDenoiser(length, layout, 4, (1, 2), attention=True)
+    block = net.unet.attention
+    h = torch.randn(2, 8, *([4] * (1 if layout == "1d" else 2)), requires_grad=True)
+    assert torch.equal(block(h), h)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    (grad,) = torch.autograd.grad(block(h).flatten(2)[0, 0, 0], h)
+    assert bool(grad.flatten(2)[0, :, -1].abs().sum() > 0)
+    assert bool(grad[1].abs().sum() == 0)  # batch members stay apart
+    out = net(torch.randn(3, length), torch.tensor([1, 2, 3]))
+    assert out.shape == (3, length)
+    out.sum().backward()
+    assert net.unet.attention.proj.weight.grad is not None
+
+
 @pytest.mark.parametrize(
     ("length", "layout", "mults", "match"),
     [

@@ -89,6 +89,25 @@ def test_forward_variance_keeps_the_mean_and_adds_beta() -> None:
         NoiseSchedule.build("linear", 10, 1e-3, 0.1, variance="big")
 
 
+def test_geometric_variance_lies_between_posterior_and_forward() -> None:
+    """variance="geometric": σ² = sqrt(β̃ β) per step, the same mean; the last step into
+    x_0 stays deterministic (β̃ = 0 there)."""
+    post = NoiseSchedule.linear(100, 1e-3, 0.1)
+    fwd = NoiseSchedule.build("linear", 100, 1e-3, 0.1, variance="forward")
+    geo = NoiseSchedule.build("linear", 100, 1e-3, 0.1, variance="geometric")
+    gen = torch.Generator().manual_seed(4)
+    t = torch.tensor([1, 2, 50, 100])
+    x_t = torch.randn(4, 8, generator=gen, dtype=torch.float64)
+    eps = torch.randn(4, 8, generator=gen, dtype=torch.float64)
+    mean_p, std_p = post.reverse_mean_std(x_t, eps, t, t - 1, eta=1.0)
+    _, std_f = fwd.reverse_mean_std(x_t, eps, t, t - 1, eta=1.0)
+    mean_g, std_g = geo.reverse_mean_std(x_t, eps, t, t - 1, eta=1.0)
+    assert torch.equal(mean_p, mean_g)
+    assert torch.allclose(std_g.square(), std_p * std_f, rtol=1e-12)
+    assert std_g[0].item() == 0.0
+    assert bool((std_p[1:] < std_g[1:]).all() and (std_g[1:] < std_f[1:]).all())
+
+
 def test_true_noise_gives_the_true_posterior_mean() -> None:
     """With the noise that made x_t, the step mean is E[x_s | x_t, x_0] of the forward process."""
     s = NoiseSchedule.linear(100, 1e-3, 0.2)

@@ -52,15 +52,20 @@ class DiffusionModelConfig(StrictModel):
     schedule: Literal["linear", "cosine"] = "linear"
     beta_start: float = Field(1e-3, gt=0, lt=1, description="β_1 of the linear schedule")
     beta_end: float = Field(0.1, gt=0, lt=1, description="β_T of the linear schedule")
-    variance: Literal["posterior", "forward"] = Field(
+    variance: Literal["posterior", "forward", "geometric"] = Field(
         "posterior",
-        description="noise of a stochastic reverse step: the forward posterior's β̃_t or the "
-        "forward process's β_t (larger; more spread in the samples)",
+        description="noise of a stochastic reverse step: the forward posterior's β̃_t, the "
+        "forward process's β_t (larger; more spread in the samples) or their geometric mean",
     )
     layout: Literal["1d", "2d"] = Field("1d", description="'2d': segment as a √L × √L image")
     base_channels: int = Field(32, ge=1)
     channel_mults: tuple[int, ...] = Field((1, 2, 2), min_length=1)
     centered: bool = Field(True, description="diffuse 2u − 1 instead of the normalized u")
+    attention: bool = Field(
+        False,
+        description="self-attention at the U-Net's lowest resolution, so that every slot "
+        "sees the whole segment (the convolutions alone see a window of it)",
+    )
 
     @field_validator("channel_mults")
     @classmethod
@@ -258,7 +263,11 @@ class DiffusionModel(nn.Module):
         # then draw every weight from the model's own seed.
         with torch.random.fork_rng(devices=[]):
             self.denoiser = SegmentDenoiser(
-                config.segment_length, config.layout, config.base_channels, config.channel_mults
+                config.segment_length,
+                config.layout,
+                config.base_channels,
+                config.channel_mults,
+                config.attention,
             )
         init_weights(self.denoiser, torch_generator(seed))
         self.meta: dict[str, Any] = {}

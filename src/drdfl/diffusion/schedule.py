@@ -18,9 +18,10 @@ from drdfl.errors import ConfigError
 
 SCHEDULE_KINDS = ("linear", "cosine")
 #: variances of a stochastic reverse step ``x_t → x_s``: the forward posterior's
-#: ``β̃ = (1 − ᾱ_s)/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_s)`` or the forward process's own
-#: ``1 − ᾱ_t/ᾱ_s`` (``β_t`` for a single step); Ho et al. (2020) §3.2 use both
-REVERSE_VARIANCES = ("posterior", "forward")
+#: ``β̃ = (1 − ᾱ_s)/(1 − ᾱ_t) · (1 − ᾱ_t/ᾱ_s)``, the forward process's own
+#: ``1 − ᾱ_t/ᾱ_s`` (``β_t`` for a single step; Ho et al. (2020) §3.2 use both) or their
+#: geometric mean (the midpoint of Nichol & Dhariwal's (2021) log-space interpolation)
+REVERSE_VARIANCES = ("posterior", "forward", "geometric")
 
 
 @dataclass(frozen=True)
@@ -140,9 +141,10 @@ class NoiseSchedule:
 
         The DDIM family (Song et al., 2021) with stochasticity ``eta``: the mean is the one
         whose marginals match for variance ``eta² β̃`` (:meth:`posterior_variance`); the
-        noise added is ``eta² β̃`` (``variance="posterior"``) or ``eta² (1 − ᾱ_t/ᾱ_s)``
+        noise added is ``eta² β̃`` (``variance="posterior"``), ``eta² (1 − ᾱ_t/ᾱ_s)``
         (``"forward"``: the same mean with the forward process's larger variance, Ho et
-        al.'s other choice). ``eta = 1`` is DDPM, ``eta = 0`` deterministic DDIM.
+        al.'s other choice) or the geometric mean of the two (``"geometric"``). ``eta = 1``
+        is DDPM, ``eta = 0`` deterministic DDIM.
         """
         if not 0.0 <= eta <= 1.0:
             raise ConfigError(f"sampler eta must lie in [0, 1], got {eta}")
@@ -150,7 +152,12 @@ class NoiseSchedule:
         posterior = eta**2 * (1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)
         c_x = (ab_s / ab_t).sqrt()
         c_eps = (1 - ab_s - posterior).clamp(min=0).sqrt() - c_x * (1 - ab_t).sqrt()
-        var = posterior if self.variance == "posterior" else eta**2 * (1 - ab_t / ab_s)
+        forward = eta**2 * (1 - ab_t / ab_s)
+        var = {
+            "posterior": posterior,
+            "forward": forward,
+            "geometric": (posterior * forward).sqrt(),
+        }[self.variance]
         return c_x, c_eps, var
 
     def reverse_mean_std(

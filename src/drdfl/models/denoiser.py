@@ -61,11 +61,37 @@ class _ResBlock(nn.Module):
         return h + self.skip(x)
 
 
+class _SelfAttention(nn.Module):
+    """Single-head self-attention over every position, added to its input.
+
+    The convolutions see a window of the segment; this lets every position see all of it
+    (its level, say). The output projection starts at zero: the block starts as the
+    identity.
+    """
+
+    def __init__(self, dims: int, channels: int) -> None:
+        super().__init__()
+        conv = nn.Conv1d if dims == 1 else nn.Conv2d
+        self.norm = nn.GroupNorm(_groups(channels), channels)
+        self.qkv = conv(channels, 3 * channels, 1)
+        self.proj = conv(channels, channels, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels = x.shape[:2]
+        qkv = self.qkv(self.norm(x)).reshape(batch, 3, channels, -1).transpose(-1, -2)
+        h = F.scaled_dot_product_attention(qkv[:, 0], qkv[:, 1], qkv[:, 2])
+        return x + self.proj(h.transpose(-1, -2).reshape(x.shape))
+
+
 class UNet(nn.Module):
     """A U-Net over ``[B, C, *spatial]`` in 1-D or 2-D predicting a tensor of the same shape.
 
     ``channel_mults`` gives one resolution level each (the spatial size is halved between
     levels), so every spatial size must be divisible by ``2 ** (len(channel_mults) - 1)``.
+    With ``attention`` the lowest resolution has a self-attention block between its two
+    middle residual blocks.
     """
 
     def __init__(
@@ -74,6 +100,7 @@ class UNet(nn.Module):
         in_channels: int = 1,
         base_channels: int = 32,
         channel_mults: tuple[int, ...] = (1, 2, 2),
+        attention: bool = False,
     ) -> None:
         super().__init__()
         if dims not in (1, 2):
@@ -101,6 +128,7 @@ class UNet(nn.Module):
             if i < len(widths) - 1:
                 self.downsample.append(conv(ch, ch, 3, stride=2, padding=1))
         self.mid = nn.ModuleList([_ResBlock(dims, ch, ch, time_dim) for _ in range(2)])
+        self.attention = _SelfAttention(dims, ch) if attention else None
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
         for i, w in reversed(list(enumerate(widths))):
@@ -125,8 +153,10 @@ class UNet(nn.Module):
             skips.append(h)
             if i < len(self.downsample):
                 h = self.downsample[i](h)
-        for block in self.mid:
-            h = block(h, temb)
+        h = self.mid[0](h, temb)
+        if self.attention is not None:
+            h = self.attention(h)
+        h = self.mid[1](h, temb)
         for i, block in enumerate(self.up):
             h = block(torch.cat([h, skips.pop()], dim=1), temb)
             if i < len(self.upsample):
@@ -147,6 +177,7 @@ class SegmentDenoiser(nn.Module):
         layout: str = "1d",
         base_channels: int = 32,
         channel_mults: tuple[int, ...] = (1, 2, 2),
+        attention: bool = False,
     ) -> None:
         super().__init__()
         if layout not in LAYOUTS:
@@ -169,7 +200,9 @@ class SegmentDenoiser(nn.Module):
                 f"(2 ** (levels - 1) for channel_mults={tuple(channel_mults)})"
             )
         self.segment_length = segment_length
-        self.unet = UNet(2 if layout == "2d" else 1, 1, base_channels, tuple(channel_mults))
+        self.unet = UNet(
+            2 if layout == "2d" else 1, 1, base_channels, tuple(channel_mults), attention
+        )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
