@@ -64,15 +64,24 @@ def test_ddpm_step_is_the_ddpm_posterior() -> None:
     assert std[0].item() == 0.0  # the last step into x_0 is deterministic
 
 
+def _schedule(variance: str) -> NoiseSchedule:
+    return NoiseSchedule.build("linear", 100, 1e-3, 0.1, variance=variance)
+
+
+def _step_inputs(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``x_t``, predicted noise and timesteps for four single reverse steps, the last
+    step into x_0 first."""
+    gen = torch.Generator().manual_seed(seed)
+    x_t = torch.randn(4, 8, generator=gen, dtype=torch.float64)
+    eps = torch.randn(4, 8, generator=gen, dtype=torch.float64)
+    return x_t, eps, torch.tensor([1, 2, 50, 100])
+
+
 def test_forward_variance_keeps_the_mean_and_adds_beta() -> None:
     """variance="forward": the DDPM mean with σ² = β_t (1 − ᾱ_t/ᾱ_s for a strided step),
     the last step into x_0 included; deterministic DDIM stays deterministic."""
-    post = NoiseSchedule.linear(100, 1e-3, 0.1)
-    fwd = NoiseSchedule.build("linear", 100, 1e-3, 0.1, variance="forward")
-    gen = torch.Generator().manual_seed(3)
-    t = torch.tensor([1, 2, 50, 100])
-    x_t = torch.randn(4, 8, generator=gen, dtype=torch.float64)
-    eps = torch.randn(4, 8, generator=gen, dtype=torch.float64)
+    post, fwd = _schedule("posterior"), _schedule("forward")
+    x_t, eps, t = _step_inputs(3)
     mean_p, _ = post.reverse_mean_std(x_t, eps, t, t - 1, eta=1.0)
     mean_f, std_f = fwd.reverse_mean_std(x_t, eps, t, t - 1, eta=1.0)
     assert torch.equal(mean_p, mean_f)
@@ -92,13 +101,8 @@ def test_forward_variance_keeps_the_mean_and_adds_beta() -> None:
 def test_geometric_variance_lies_between_posterior_and_forward() -> None:
     """variance="geometric": σ² = sqrt(β̃ β) per step, the same mean; the last step into
     x_0 stays deterministic (β̃ = 0 there)."""
-    post = NoiseSchedule.linear(100, 1e-3, 0.1)
-    fwd = NoiseSchedule.build("linear", 100, 1e-3, 0.1, variance="forward")
-    geo = NoiseSchedule.build("linear", 100, 1e-3, 0.1, variance="geometric")
-    gen = torch.Generator().manual_seed(4)
-    t = torch.tensor([1, 2, 50, 100])
-    x_t = torch.randn(4, 8, generator=gen, dtype=torch.float64)
-    eps = torch.randn(4, 8, generator=gen, dtype=torch.float64)
+    post, fwd, geo = (_schedule(v) for v in ("posterior", "forward", "geometric"))
+    x_t, eps, t = _step_inputs(4)
     mean_p, std_p = post.reverse_mean_std(x_t, eps, t, t - 1, eta=1.0)
     _, std_f = fwd.reverse_mean_std(x_t, eps, t, t - 1, eta=1.0)
     mean_g, std_g = geo.reverse_mean_std(x_t, eps, t, t - 1, eta=1.0)
