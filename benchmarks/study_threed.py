@@ -121,7 +121,8 @@ def run_job(suite_name: str, seed: int, cfg: dict[str, Any], out: Path) -> Path:
 
     torch.set_num_threads(1)
     done = out / f"{suite_name}-{seed}.json"
-    if done.is_file():
+    # A finished job is reused only when it ran the same settings at the same commit.
+    if done.is_file() and json.loads(done.read_text()).get("settings") == cfg:
         return done
     suite = build_suite(
         DataConfig(suite=suite_name, test_max_rows=cfg["test_rows"], data_dir=str(data_dir())), seed
@@ -204,6 +205,7 @@ def run_job(suite_name: str, seed: int, cfg: dict[str, Any], out: Path) -> Path:
         "diagnostics": diag,
         "timing_s": timing,
         "reference_gate": {"preset": preset_name, **gate},
+        "settings": cfg,
     }
     done.write_text(json.dumps(payload, default=float))
     return done
@@ -272,6 +274,7 @@ def main() -> None:
     dirty = subprocess.run(["git", "status", "--porcelain", "src"], capture_output=True, text=True)
     if dirty.stdout.strip():
         commit += " + uncommitted changes under src/"
+    cfg["commit"] = commit
     print("settings (the same for every method):")
     print(json.dumps(cfg, indent=2))
     start = time.perf_counter()
