@@ -110,7 +110,7 @@ class ReportConfig(StrictModel):
 
     budget_sweep: bool = False
     budgets: list[float] = Field(
-        default_factory=lambda: [0.05, 0.1, 0.2, 0.4, 0.8],
+        default_factory=lambda: [0.01, 0.02, 0.05, 0.1, 0.2],
         description="threed budgets of the budget sweep, in its ambiguity set's units "
         "(nats per segment slot for the default path-KL set)",
     )
