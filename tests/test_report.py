@@ -575,3 +575,44 @@ def test_report_command_prints_one_line_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "results.csv: truncated" in err and "\n" not in err
     assert not (tmp_path / "report.md").exists()
+
+
+def test_adversary_section_judges_realism_on_the_last_epochs(tmp_path):
+    """The realism verdict compares the adversarial and θ₀ discriminator accuracies over the
+    last three epochs and seeds, with the quality gate's margin."""
+    write_run(tmp_path)
+    h = pd.read_csv(tmp_path / "histories.csv")
+    h = h[h["method"] != "threed"]
+    epochs = np.arange(6)
+    frames = []
+    # (label, disc_acc per epoch): `threed` is off the data early, then within the margin
+    for label, disc in (
+        ("threed", np.array([0.95, 0.95, 0.95, 0.58, 0.56, 0.57])),
+        ("threed@0.04", np.full(6, 0.62)),
+    ):
+        for seed in SEEDS:
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "method": label,
+                        "seed": seed,
+                        "epoch": epochs,
+                        "path_kl": 0.018,
+                        "kl_budget": 0.02,
+                        "regret_raise": 1.5 + seed,
+                        "disc_acc": disc,
+                        "ref_disc_acc": 0.53,
+                        "floor_frac": 0.0,
+                    }
+                )
+            )
+    pd.concat([h, *frames]).to_csv(tmp_path / "histories.csv", index=False)
+    write_report(tmp_path)
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    table = parse_table(md, "3D-Learning's adversary")
+    assert table["`threed`"]["disc_acc"][0] == "0.570"
+    assert table["`threed`"]["regret_raise"][0] == f"{1.5 + np.mean(SEEDS):.3f}"
+    assert table["`threed`"]["realistic"] == ("yes", False)
+    # 0.62 − 0.53 exceeds the gate's 0.05 margin: flagged in bold and named below
+    assert table["`threed@0.04`"]["realistic"] == ("no", True)
+    assert "**The adversarial set of `threed@0.04` is not realistic**" in md

@@ -44,6 +44,7 @@ def write_report(out_dir: str | Path, title: str | None = None) -> dict[str, Pat
         *sections.corruptions(run, figs),
         *sections.ablation(run, figs, suite),
         *sections.budget(run, figs, suite),
+        *sections.adversary(run),
         *sections.samples(run, figs),
         *sections.training(run, figs),
         *sections.wall_time(run, figs),

@@ -512,6 +512,68 @@ def budget(run: RunOutputs, figs: FigureWriter, suite: str | None) -> list[Block
     return blocks
 
 
+#: epochs at the end of training whose adversary diagnostics are averaged (one epoch's
+#: crop discriminator judges only a few dozen segments)
+ADVERSARY_EPOCHS = 3
+
+
+def adversary(run: RunOutputs) -> list[Block]:
+    """Per 3D-Learning run: its budget, the path KL, the regret raise and whether the
+    adversarial set stayed realistic (the crop discriminator no better at telling it from
+    real data than θ₀'s tails, within the quality gate's margin)."""
+    blocks: list[Block] = [Heading("3D-Learning's adversary: budget, regret raise, realism")]
+    h = run.histories
+    needed = {"disc_acc", "ref_disc_acc"}
+    if h is None or h.empty or not needed <= set(h.columns):
+        return [*blocks, skipped("Adversary", "no 3D-Learning diagnostics in `histories.csv`")]
+    labels = [
+        m
+        for m in order_methods(h["method"])
+        if parse_label(m)[0] == "threed" and h.loc[h["method"] == m, "disc_acc"].notna().any()
+    ]
+    if not labels:
+        return [*blocks, skipped("Adversary", "no 3D-Learning diagnostics in `histories.csv`")]
+    from drdfl.diffusion.verdict import GateConfig
+
+    margin = GateConfig().disc_margin
+    columns = ["kl_budget", "path_kl", "regret_raise", "disc_acc", "ref_disc_acc", "floor_frac"]
+    table = Table(["run", *columns, "realistic"], [])
+    unreal = []
+    for label in labels:
+        rows = h[h["method"] == label].sort_values("epoch")
+        last = rows.groupby("seed").tail(ADVERSARY_EPOCHS)
+        means = {c: float(last[c].mean()) if c in last else float("nan") for c in columns}
+        gap = means["disc_acc"] - means["ref_disc_acc"]
+        realistic = bool(gap <= margin)
+        if not realistic:
+            unreal.append(label)
+            table.best.add((len(table.rows), len(columns) + 1))
+        cells = [number(means[c], 3) for c in columns]
+        table.rows.append([f"`{label}`", *cells, "yes" if realistic else "no"])
+    table.text_columns = 1
+    blocks.append(
+        Para(
+            f"Means over the last {ADVERSARY_EPOCHS} epochs and the seeds. `path_kl` and "
+            "`kl_budget` in nats per segment slot; `regret_raise`: the forecaster's regret on "
+            "the adversarial tails over θ₀'s tails from the same states and noise; "
+            "`disc_acc`/`ref_disc_acc`: a crop discriminator telling the adversarial "
+            "(θ₀'s) tails from real training segments (0.5: alike). Realistic: `disc_acc` at "
+            f"most `ref_disc_acc` + {margin:g}, the quality gate's margin."
+        )
+    )
+    blocks.append(table)
+    if unreal:
+        names = ", ".join(f"`{m}`" for m in unreal)
+        blocks.append(
+            Para(
+                f"**The adversarial set of {names} is not realistic**: the discriminator tells "
+                "it from real data better than θ₀'s samples, so its worst case lies off the "
+                "data; a smaller budget keeps it on."
+            )
+        )
+    return blocks
+
+
 def _segment_stats(samples: dict[str, np.ndarray]) -> Table:
     """Count, length, marginal moments and lag-1 autocorrelation of each sample set."""
     table = Table(["segments", "n", "length", "mean", "std", "min", "max", "lag-1 autocorr."], [])
