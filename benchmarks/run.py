@@ -56,6 +56,12 @@ BENCHMARKS = (
     ),
     Benchmark("training", "bench_training.py", ("--quick",)),
     Benchmark("pipeline", "bench_pipeline.py", ("--quick",)),
+    Benchmark(
+        "quick",
+        "bench_quick.py",
+        None,
+        why_not_quick="it is the quick profile itself, two minutes by its target",
+    ),
     Benchmark("speed", "bench_speed.py", ("--quick",)),
 )
 
@@ -146,7 +152,7 @@ def table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 
 def _machine_section(res: dict[str, dict[str, Any]]) -> list[str]:
-    order = ("pipeline", "training", "diffusion", "readers", "speed")
+    order = ("pipeline", "quick", "training", "diffusion", "readers", "speed")
     machine = next((res[k]["machine"] for k in order if "machine" in res.get(k, {})), None)
     log = res.get("run", {})
     lines = ["## Machine and run", ""]
@@ -218,7 +224,48 @@ def _targets_section(res: dict[str, dict[str, Any]]) -> list[str]:
             verdict(over["met"]),
         ],
     ]
+    quick = res.get("quick")
+    if quick is not None:
+        q = quick["end_to_end"]
+        rows.append(
+            [
+                f"`quick` profile end to end: {len(q['reference'])} seeds, every method, the "
+                f"report, θ₀'s fits included (`--jobs {q['jobs']}`)",
+                f"≤ {fmt_s(q['target_s'])}",
+                f"{fmt_s(q['wall_s'])} (measured)",
+                verdict(q["met"]),
+            ]
+        )
     lines += table(["target", "bound", "measured", "verdict"], rows)
+    return lines
+
+
+def _quick_section(res: dict[str, dict[str, Any]]) -> list[str]:
+    quick = res.get("quick")
+    lines = ["## The `quick` profile end to end", ""]
+    if quick is None:
+        return [*lines, "Not measured (quick benchmark not run).", ""]
+    q = quick["end_to_end"]
+    fits = ", ".join(
+        f"{r['iterations']:,} iterations in {fmt_s(r['fit_s'])} ({r['gate']})"
+        for r in q["reference"]
+    )
+    lines += [
+        f"`{quick['command']}` runs `{q['command']}`: {fmt_s(q['wall_s'])} wall, "
+        f"{fmt_s(q['cpu_s'])} of CPU time, peak RSS {fmt_mib(q['peak_rss_mib'])}; θ₀ per seed: "
+        f"{fits}; from the last unit to the written report {fmt_s(q['report_s'])}.",
+        "",
+    ]
+    rows = [
+        [
+            u["method"],
+            fmt_s(u["train_s"]),
+            fmt_s(u["evaluate_s"]) if u["evaluate_s"] else "in training",
+        ]
+        for u in q["units"]
+    ]
+    lines += ["Per method, summed over the seeds:", ""]
+    lines += table(["method", "training", "evaluation"], rows)
     return lines
 
 
@@ -577,6 +624,7 @@ def render(res: dict[str, dict[str, Any]]) -> str:
         _machine_section,
         _targets_section,
         _stages_section,
+        _quick_section,
         _startup_section,
         _evaluation_section,
         _speed_scaling_section,
