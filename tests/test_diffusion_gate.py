@@ -83,6 +83,30 @@ def test_real_heldout_data_passes_and_noise_fails(chat: tuple[np.ndarray, Scaler
     assert again == noise and again.sampler == "ddpm"
 
 
+def test_the_discriminator_reference_is_the_mean_over_fresh_real_crops(
+    chat: tuple[np.ndarray, Scaler], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One held-out-vs-fit discriminator varies from draw to draw: the gate's reference is
+    the mean of ``calibration_repeats`` of them, each on its own crops."""
+    import drdfl.diffusion.quality as quality
+
+    values, scaler = chat
+    seen: list[np.ndarray] = []
+    scores = iter([0.50, 0.62, 0.54, 0.58])
+
+    def fake(a: np.ndarray, b: np.ndarray, generator: torch.Generator, epochs: int) -> float:
+        seen.append(np.concatenate([a, b]))
+        return next(scores)
+
+    monkeypatch.setattr(quality, "crop_discriminator", fake)
+    config = GateConfig(calibration_repeats=4)
+    split = gate_split(values, LENGTH, config)
+    gate = QualityGate(split, LENGTH, float(scaler.transform(0.0)), config)
+    assert gate.calibration == pytest.approx(0.56)
+    assert len(seen) == 4
+    assert all(not np.array_equal(seen[0], other) for other in seen[1:])
+
+
 def test_a_barely_trained_model_fails(chat: tuple[np.ndarray, Scaler]) -> None:
     values, scaler = chat
     gate = _gate(values, scaler)

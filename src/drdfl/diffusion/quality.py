@@ -407,9 +407,9 @@ class QualityGate:
     within its tolerance of the held-out value: the larger of ``rel_tol`` of it,
     ``abs_tol`` for the fractions, and the gap between the fitting and held-out parts.
     The generated-vs-held-out discriminator may be no more accurate than the
-    held-out-vs-fit one plus ``disc_margin``. The real-data figures are computed once;
-    every call draws the same noise (from ``generator``'s first draw), so verdicts differ
-    only by the model's weights.
+    held-out-vs-fit one (the mean of ``calibration_repeats``) plus ``disc_margin``. The
+    real-data figures are computed once; every call draws the same noise (from
+    ``generator``'s first draw), so verdicts differ only by the model's weights.
     """
 
     def __init__(
@@ -439,9 +439,16 @@ class QualityGate:
             "heldout": segment_statistics(self.heldout, self.train_min, floor),
             "fit": segment_statistics(fit, self.train_min, floor),
         }
-        self.calibration = crop_discriminator(
-            self.heldout, fit, torch_generator(self._seed), self.config.disc_epochs
-        )
+        # The reference accuracy is a property of the real data alone: averaged over fresh
+        # crops and classifiers, so that the verdict does not hang on one draw.
+        gen = torch_generator(self._seed)
+        epochs = self.config.disc_epochs
+        accuracies = [crop_discriminator(self.heldout, fit, gen, epochs)]
+        for _ in range(self.config.calibration_repeats - 1):
+            heldout = random_crops(split.heldout, segment_length, n_real, rng)
+            other = random_crops(split.fit, segment_length, n_real, rng)
+            accuracies.append(crop_discriminator(heldout, other, gen, epochs))
+        self.calibration = float(np.mean(accuracies))
 
     def __call__(self, model: DiffusionModel, iteration: int | None = None) -> GateResult:
         """The verdict on ``model`` (its segments in the split's normalized units)."""

@@ -47,6 +47,12 @@ class GateConfig(StrictModel):
     )
     steps: int | None = Field(None, ge=1, description="reverse steps (None: the sampler's)")
     disc_epochs: int = Field(200, ge=1, description="full-batch epochs of the discriminator")
+    calibration_repeats: int = Field(
+        4,
+        ge=1,
+        description="held-out-vs-fit discriminators (each on fresh crops) whose mean accuracy "
+        "is the discriminator's reference; one alone varies by a few points from draw to draw",
+    )
 
 
 @dataclass(frozen=True)
