@@ -111,7 +111,8 @@ def end_to_end(
     }
     report = out / "report.html"
     return {
-        "command": f"drdfl run --profile {profile} {' '.join(chosen)} --jobs {jobs} (empty cache)",
+        "command": " ".join(["drdfl run --profile", profile, *chosen, f"--jobs {jobs}"])
+        + " (empty cache)",
         "jobs": jobs,
         "wall_s": round(wall, 1),
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # KiB on Linux

@@ -252,7 +252,8 @@ def _quick_section(res: dict[str, dict[str, Any]]) -> list[str]:
     )
     lines += [
         f"`{quick['command']}` runs `{q['command']}`: {fmt_s(q['wall_s'])} wall, "
-        f"{fmt_s(q['cpu_s'])} of CPU time, peak RSS {fmt_mib(q['peak_rss_mib'])}; θ₀ per seed: "
+        f"{fmt_s(q['cpu_s'])} of CPU time, peak RSS {fmt_mib(q['peak_rss_mib'])}; θ₀'s gated "
+        "fits: "
         f"{fits}; from the last unit to the written report {fmt_s(q['report_s'])}.",
         "",
     ]
