@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -70,6 +71,29 @@ def test_run_writes_tables_and_report(tmp_path):
     assert "Table I" in report and "| chat (test) |" in report and "skyline" in report
     with pytest.raises(ConfigError, match="already holds a run"):
         Run(cfg, out, progress=False).execute()
+
+
+def test_a_threed_run_keeps_its_worst_cases_with_the_adversary_on_and_off(tmp_path):
+    overrides = [
+        *TINY,
+        "methods=threed",
+        "report.mse_ablation=false",
+        "evaluation.skyline=false",
+        "diffusion.iterations=50",
+        "method_params.threed.pool=16",
+        "method_params.threed.adversarial_samples=8",
+        "method_params.threed.keep_worst=4",
+    ]
+    out = tmp_path / "run"
+    Run(resolve_config("quick", overrides=overrides), out, progress=False).execute()
+    with np.load(out / "samples.npz") as samples:
+        on, off = samples["worst_case"], samples["worst_case_off"]
+    assert on.shape == off.shape == (4, 64)
+    assert not np.array_equal(on, off)
+    report = (out / "report.md").read_text()
+    assert "(with the same draw, adversary off)" in report
+    assert "## 3D-Learning's adversary: budget, regret raise, realism" in report
+    assert "| \\`threed\\` |" in report
 
 
 def _cli(out, *extra):

@@ -266,11 +266,11 @@ def test_a_full_disk_names_the_file(
     monkeypatch.setattr(store, "atomic_open", full)
     frame = pd.DataFrame({"a": [1]})
     with pytest.raises(OSError, match="No space left") as exc:
-        store.write_unit(tmp_path, frame, frame, frame, None, {})
+        store.write_unit(tmp_path, frame, frame, frame, {}, {})
     assert exc.value.filename == str(tmp_path / "results.csv")
 
     def failing_run(self: driver.Run, executor: object = None) -> None:
-        store.write_unit(tmp_path, frame, frame, frame, None, {})
+        store.write_unit(tmp_path, frame, frame, frame, {}, {})
 
     monkeypatch.setattr(driver.Run, "execute", failing_run)
     code, _, err = _cli(capsys, "run", "--out", str(tmp_path / "out"), "--no-progress")
@@ -296,7 +296,7 @@ def test_a_truncated_unit_table_is_never_assembled(tmp_path: Path) -> None:
             "value": [1.0, 2.0, 3.0],
         }
     )
-    write_unit(folder, results, pd.DataFrame(), pd.DataFrame(), None, {"rows": 3})
+    write_unit(folder, results, pd.DataFrame(), pd.DataFrame(), {}, {"rows": 3})
     assert store.read_unit("dfl-s0")["results"]["value"].tolist() == [1.0, 2.0, 3.0]
     text = (folder / "results.csv").read_text()
     (folder / "results.csv").write_text(text[: len(text) // 2 + 5])

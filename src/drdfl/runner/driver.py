@@ -311,9 +311,10 @@ class Run:
             arrays["generated"] = data.scaler.transform(model.sample_series(n, seed=seed))
         from drdfl.artifacts import load_array
 
-        worst = self.store.unit_dir(f"threed-s{seed}") / "worst_case.npy"
-        if worst.is_file():
-            arrays["worst_case"] = load_array(worst)
+        for name in ("worst_case", "worst_case_off"):
+            path = self.store.unit_dir(f"threed-s{seed}") / f"{name}.npy"
+            if path.is_file():
+                arrays[name] = load_array(path)
         if arrays:
             with (
                 naming(self.out / "samples.npz"),

@@ -286,20 +286,21 @@ def write_unit(
     results: Any,
     history: Any,
     timings: Any,
-    worst: Any,
+    worst: dict[str, Any],
     summary: dict[str, Any],
 ) -> None:
-    """A unit's tables, its worst cases and finally its done marker, each atomically."""
+    """A unit's tables, its worst cases (``NAME.npy`` per entry of ``worst``) and finally
+    its done marker, each atomically."""
     import numpy as np
 
     tables = (("results.csv", results), ("history.csv", history), ("timings.csv", timings))
     for name, frame in tables:
         with naming(folder / name), atomic_open(folder / name, "w", newline="") as handle:
             frame.to_csv(handle, index=False)
-    if worst is not None:
-        path = folder / "worst_case.npy"
+    for name, array in worst.items():
+        path = folder / f"{name}.npy"
         with naming(path), atomic_open(path, "wb") as handle:
-            np.save(handle, worst)
+            np.save(handle, array)
     with naming(folder / DONE_FILE):
         write_json(folder / DONE_FILE, summary)
 

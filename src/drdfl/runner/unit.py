@@ -212,7 +212,11 @@ def run_unit(cfg: ExperimentConfig, unit: Unit, folder: Path, cache: Path) -> di
     history = pd.DataFrame(result.history)
     history.insert(0, "seed", unit.seed)
     history.insert(0, "method", unit.label)
-    worst = result.artifacts.get("worst_case")
+    # the worst cases with the adversary on, and θ₀'s from the same states and noise
+    named = (("worst_case", "worst_case"), ("worst_case_off", "worst_case_reference"))
+    worst = {
+        name: result.artifacts[key] for name, key in named if result.artifacts.get(key) is not None
+    }
     return _finish(data, unit, folder, results, history, timings, worst)
 
 
@@ -270,7 +274,7 @@ def _run_skyline(
     results = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
     results.insert(0, "seed", unit.seed)
     results.insert(0, "method", SKYLINE)
-    return _finish(data, unit, folder, results, pd.DataFrame(), timings, None)
+    return _finish(data, unit, folder, results, pd.DataFrame(), timings, {})
 
 
 def _eval_kw(cfg: ExperimentConfig, unit: Unit) -> dict[str, Any]:
@@ -324,7 +328,7 @@ def _finish(
     results: Any,
     history: Any,
     timings: list[dict[str, Any]],
-    worst: np.ndarray | None,
+    worst: dict[str, np.ndarray],
 ) -> dict[str, Any]:
     import pandas as pd
 
