@@ -549,7 +549,7 @@ def adversary(run: RunOutputs) -> list[Block]:
             unreal.append(label)
             table.best.add((len(table.rows), len(columns) + 1))
         cells = [number(means[c], 3) for c in columns]
-        table.rows.append([f"`{label}`", *cells, "yes" if realistic else "no"])
+        table.rows.append([label, *cells, "yes" if realistic else "no"])
     table.text_columns = 1
     blocks.append(
         Para(
@@ -568,7 +568,7 @@ def adversary(run: RunOutputs) -> list[Block]:
             Para(
                 f"**The adversarial set of {names} is not realistic**: the discriminator tells "
                 "it from real data better than θ₀'s samples, so its worst case lies off the "
-                "data; a smaller budget keeps it on."
+                "data; a smaller `method_params.threed.budget` keeps it closer."
             )
         )
     return blocks
