@@ -192,6 +192,8 @@ def _machine_section(res: dict[str, dict[str, Any]]) -> list[str]:
         "absolute times are upper bounds for an idle machine.",
         "",
     ]
+    for note in log.get("notes", []):
+        lines += [note, ""]
     if log.get("quick"):
         lines += ["**Quick mode: tiny measurements for a smoke check; not representative.**", ""]
     return lines
