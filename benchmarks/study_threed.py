@@ -49,9 +49,14 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+def budget_label(budget: float) -> str:
+    """The run label of 3D-Learning at an extra ``budget``."""
+    return f"threed-b{budget:g}"
+
+
 def variants(cfg: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
     """The study's variants: the fixed ones and 3D-Learning at each extra budget."""
-    extra = {f"threed-b{b:g}": ("threed", {"budget": b}) for b in cfg.get("budgets", [])}
+    extra = {budget_label(b): ("threed", {"budget": b}) for b in cfg.get("budgets", [])}
     return {**VARIANTS, **extra}
 
 
@@ -105,15 +110,15 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     train = {"epochs": args.epochs, "batch_size": 256, "lr": 1e-3, "patience": None}
     threed: dict[str, Any] = {}
     paper: dict[str, Any] = {"inner_epochs": 2}
+    budgets = [float(b) for b in args.budgets.split(",") if b]
     if args.quick:
         threed = {"pool": 32, "adversarial_samples": 16, "adversary_steps": 1}
         paper = {**threed, "inner_epochs": 1, "trajectories": 16}
     return {
         "suites": args.suites.split(","),
         "seeds": [int(s) for s in args.seeds.split(",")],
-        "methods": args.methods.split(",")
-        + [f"threed-b{float(b):g}" for b in args.budgets.split(",") if b],
-        "budgets": [float(b) for b in args.budgets.split(",") if b],
+        "methods": args.methods.split(",") + [budget_label(b) for b in budgets],
+        "budgets": budgets,
         "forecaster": args.forecaster,
         "task": "provisioning:paper-code",
         "train": train,
@@ -174,8 +179,9 @@ def run_job(suite_name: str, seed: int, cfg: dict[str, Any], out: Path) -> Path:
     timing: dict[str, float] = {"reference": reference_s}
     warm = None
     order = ["dfl"] + [m for m in cfg["methods"] if m != "dfl"]
+    known = variants(cfg)
     for label in order:
-        method, params = variants(cfg)[label]
+        method, params = known[label]
         if method not in METHODS:
             print(f"[{suite_name}/{seed}] {label}: not registered in this checkout, skipped")
             continue

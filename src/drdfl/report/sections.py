@@ -523,14 +523,12 @@ def adversary(run: RunOutputs) -> list[Block]:
     real data than θ₀'s tails, within the quality gate's margin)."""
     blocks: list[Block] = [Heading("3D-Learning's adversary: budget, regret raise, realism")]
     h = run.histories
-    needed = {"disc_acc", "ref_disc_acc"}
-    if h is None or h.empty or not needed <= set(h.columns):
-        return [*blocks, skipped("Adversary", "no 3D-Learning diagnostics in `histories.csv`")]
-    labels = [
-        m
-        for m in order_methods(h["method"])
-        if parse_label(m)[0] == "threed" and h.loc[h["method"] == m, "disc_acc"].notna().any()
-    ]
+    labels = []
+    if h is not None and {"disc_acc", "ref_disc_acc"} <= set(h.columns):
+        judged = set(h.loc[h["disc_acc"].notna(), "method"])
+        labels = [
+            m for m in order_methods(h["method"]) if parse_label(m)[0] == "threed" and m in judged
+        ]
     if not labels:
         return [*blocks, skipped("Adversary", "no 3D-Learning diagnostics in `histories.csv`")]
     from drdfl.diffusion.verdict import GateConfig

@@ -25,6 +25,7 @@ from drdfl.runner.plan import Plan, build_plan
 from drdfl.runner.reference import ReferenceCache
 from drdfl.runner.store import (
     RESULT_COLUMNS,
+    WORST_CASES,
     RunStore,
     file_fingerprint,
     git_state,
@@ -311,7 +312,7 @@ class Run:
             arrays["generated"] = data.scaler.transform(model.sample_series(n, seed=seed))
         from drdfl.artifacts import load_array
 
-        for name in ("worst_case", "worst_case_off"):
+        for name in WORST_CASES:
             path = self.store.unit_dir(f"threed-s{seed}") / f"{name}.npy"
             if path.is_file():
                 arrays[name] = load_array(path)

@@ -281,6 +281,11 @@ class RunStore:
             frame.to_csv(handle, index=False)
 
 
+#: the worst-case arrays a unit keeps (``NAME.npy``), by the fit artifact each comes from:
+#: the adversary's worst cases and θ₀'s from the same states and noise (adversary off)
+WORST_CASES = {"worst_case": "worst_case", "worst_case_off": "worst_case_reference"}
+
+
 def write_unit(
     folder: Path,
     results: Any,
@@ -310,6 +315,7 @@ __all__ = [
     "LOCK_FILE",
     "RESULT_COLUMNS",
     "RUN_FILE",
+    "WORST_CASES",
     "OutputDir",
     "RunStore",
     "file_fingerprint",

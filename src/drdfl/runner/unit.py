@@ -24,7 +24,7 @@ from drdfl.errors import ModelError
 from drdfl.methods.registry import SKYLINE
 from drdfl.runner.plan import Node, Unit, warm_start_of
 from drdfl.runner.reference import ReferenceCache, ReferenceEntry
-from drdfl.runner.store import DONE_FILE, write_unit
+from drdfl.runner.store import DONE_FILE, WORST_CASES, write_unit
 
 #: share of each test set that trains the skyline (the rest scores everyone)
 SKYLINE_FIT = 0.7
@@ -212,10 +212,10 @@ def run_unit(cfg: ExperimentConfig, unit: Unit, folder: Path, cache: Path) -> di
     history = pd.DataFrame(result.history)
     history.insert(0, "seed", unit.seed)
     history.insert(0, "method", unit.label)
-    # the worst cases with the adversary on, and θ₀'s from the same states and noise
-    named = (("worst_case", "worst_case"), ("worst_case_off", "worst_case_reference"))
     worst = {
-        name: result.artifacts[key] for name, key in named if result.artifacts.get(key) is not None
+        name: result.artifacts[key]
+        for name, key in WORST_CASES.items()
+        if result.artifacts.get(key) is not None
     }
     return _finish(data, unit, folder, results, history, timings, worst)
 
