@@ -105,8 +105,8 @@ def main() -> None:
         )
         for c in r["criteria"]:
             print(
-                f"    {c['name']:14s} {c['value']:.4f} vs {c['reference']:.4f} "
-                f"± {c['tolerance']:.4f} {'ok' if c['passed'] else 'FAIL'}"
+                f"    {c['name']:14s} {c['value']:.4f} (held out {c['reference']:.4f}), "
+                f"accepted {c['low']:.4f} to {c['high']:.4f} {'ok' if c['passed'] else 'FAIL'}"
             )
 
 

@@ -24,6 +24,7 @@ from drdfl.diffusion.quality import (
     GateConfig,
     GateResult,
     QualityGate,
+    _criterion,
     detect_period,
     gate_split,
     model_floor,
@@ -40,16 +41,18 @@ LENGTH = 64
 class _Drawn:
     """Stands in for a diffusion model whose samples are given: crops of a series, or noise."""
 
-    def __init__(self, source: list[np.ndarray] | None, scaler: Scaler) -> None:
-        self.source, self.scaler, self.segment_length = source, scaler, LENGTH
+    def __init__(
+        self, source: list[np.ndarray] | None, scaler: Scaler, length: int = LENGTH
+    ) -> None:
+        self.source, self.scaler, self.segment_length = source, scaler, length
 
     def sample(
         self, n: int, sampler: str, steps: int | None, generator: torch.Generator
     ) -> SampleResult:
         if self.source is None:
-            return SampleResult(torch.rand(n, LENGTH, generator=generator) * 2 - 0.5)
+            return SampleResult(torch.rand(n, self.segment_length, generator=generator) * 2 - 0.5)
         seed = int(torch.randint(0, 2**31, (1,), generator=generator))
-        crops = random_crops(self.source, LENGTH, n, np.random.default_rng(seed))
+        crops = random_crops(self.source, self.segment_length, n, np.random.default_rng(seed))
         return SampleResult(torch.as_tensor(crops))
 
 
@@ -81,6 +84,57 @@ def test_real_heldout_data_passes_and_noise_fails(chat: tuple[np.ndarray, Scaler
     # The verdict survives a JSON round trip.
     again = GateResult.from_dict(json.loads(json.dumps(noise.to_dict())))
     assert again == noise and again.sampler == "ddpm"
+
+
+@pytest.mark.parametrize(
+    ("value", "in_range", "in_heldout"),
+    [(0.150, True, False), (0.170, True, True), (0.140, False, False), (0.205, False, False)],
+)
+def test_a_statistic_may_lie_anywhere_the_two_real_parts_span(
+    value: float, in_range: bool, in_heldout: bool
+) -> None:
+    """The honest series' level spread: 0.184 held out, 0.1595 fitted. With band="range"
+    the accepted values run from 10 % below the fitted to 10 % above the held-out value;
+    with band="heldout", 10 % either side of the held-out value."""
+    held, fit = 0.184, 0.1595
+    wide = _criterion("level_spread", value, held, fit, GateConfig())
+    narrow = _criterion("level_spread", value, held, fit, GateConfig(band="heldout"))
+    assert (wide.passed, narrow.passed) == (in_range, in_heldout)
+    assert (wide.low, wide.high) == pytest.approx((0.9 * fit, 1.1 * held))
+    assert (narrow.low, narrow.high) == pytest.approx((0.9 * held, 1.1 * held))
+    assert wide.reference == narrow.reference == held
+    # Fractions are allowed the absolute tolerance around zero.
+    frac = [_criterion("below_min", v, 0.0, 0.0, GateConfig()).passed for v in (0.009, 0.011)]
+    assert frac == [True, False]
+
+
+def test_the_fitted_part_passes_where_the_held_out_blocks_are_more_dispersed(
+    data_dir: Path,
+) -> None:
+    """On the honest series the eight held-out blocks spread their segment levels more
+    (0.18) than the fitted part does (0.16). Crops of the fitted part, a perfect model of
+    the data it is fitted on, pass with band="range"; held to the held-out value alone
+    their level spread fails."""
+    from drdfl.config import resolve_config
+    from drdfl.runner.steps import build_suite
+
+    cfg = resolve_config("honest", overrides=[f"data.data_dir={data_dir}"])
+    data = build_suite(cfg.data).data
+    raw = data.scaler.inverse_transform(np.asarray(data.series, dtype=np.float64))
+    scaler = Scaler.fit(raw)
+    values = scaler.transform(raw)
+    verdicts = {}
+    for band in ("range", "heldout"):
+        config = GateConfig(band=band, calibration_repeats=1, disc_epochs=20)
+        split = gate_split(values, 256, config)
+        floor = float(scaler.transform(0.0))
+        gate = QualityGate(split, 256, floor, config, torch.Generator().manual_seed(0))
+        drawn = _Drawn(split.fit, scaler, 256)
+        verdicts[band] = {c.name: c for c in gate(drawn).criteria}  # type: ignore[arg-type]
+    spread = verdicts["range"]["level_spread"]
+    assert spread.reference > 1.1 * gate.real["fit"]["level_spread"]
+    assert spread.passed and spread.low is not None and spread.low <= spread.value
+    assert not verdicts["heldout"]["level_spread"].passed
 
 
 def test_the_discriminator_reference_is_the_mean_over_fresh_real_crops(

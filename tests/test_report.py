@@ -344,10 +344,12 @@ def test_failed_quality_gate_is_shown_and_flags_methods_using_the_reference(tmp_
                 "name": "std_segment_means",
                 "value": 0.24,
                 "reference": 0.16,
-                "tolerance": 0.1,
+                "tolerance": 0.016,
                 "passed": False,
+                "low": 0.135,
+                "high": 0.176,
             },
-            {
+            {  # a record from before the bounds were saved: reference ± tolerance
                 "name": "discriminator",
                 "value": 0.6,
                 "reference": 0.58,
@@ -365,7 +367,9 @@ def test_failed_quality_gate_is_shown_and_flags_methods_using_the_reference(tmp_
     write_report(tmp_path)
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     section = md.split("## Reference model quality gate")[1].split("\n## ")[0].replace("\\", "")
-    assert "| 1 | failed (ddpm) | std_segment_means | 0.24 | 0.16 | 0.1 | **no** |" in section
+    row = "| 1 | failed (ddpm) | std_segment_means | 0.24 | 0.16 | 0.135 – 0.176 | **no** |"
+    assert row in section
+    assert "|  |  | discriminator | 0.6 | 0.58 | 0.53 – 0.63 | yes |" in section
     assert "Seed 0: not judged — the file is a tiled copy." in section
     assert "failed its gate for seed(s) 1" in section and "(`threed`, `threed-mse`" in section
     table = parse_table(md, MAIN)

@@ -392,11 +392,15 @@ def realism(
 def _criterion(
     name: str, value: float, heldout: float, fit: float, config: GateConfig
 ) -> Criterion:
-    # Two honest samples of a workload differ too; the generated set may be as far from
-    # the held-out part as the fitting part is, and always within the stated tolerance.
+    # Two honest samples of a workload differ too: with band="range" the generated set may
+    # lie anywhere between the held-out and the fitted part, and within the tolerance of
+    # that range (the tolerance is relative to the nearer end, absolute for fractions).
     floor_tol = config.abs_tol if name in _FRACTIONS else 0.0
-    tolerance = max(config.rel_tol * abs(heldout), floor_tol, abs(fit - heldout))
-    return Criterion(name, value, heldout, tolerance, bool(abs(value - heldout) <= tolerance))
+    ends = (min(heldout, fit), max(heldout, fit)) if config.band == "range" else (heldout,) * 2
+    low = ends[0] - max(config.rel_tol * abs(ends[0]), floor_tol)
+    high = ends[1] + max(config.rel_tol * abs(ends[1]), floor_tol)
+    tolerance = max(config.rel_tol * abs(heldout), floor_tol)
+    return Criterion(name, value, heldout, tolerance, bool(low <= value <= high), low, high)
 
 
 class QualityGate:
@@ -404,8 +408,9 @@ class QualityGate:
 
     Requires every statistic of ``n_generated`` segments (drawn with the configured
     sampler and clamped at the ``floor``, zero demand, as the methods clamp them) to lie
-    within its tolerance of the held-out value: the larger of ``rel_tol`` of it,
-    ``abs_tol`` for the fractions, and the gap between the fitting and held-out parts.
+    within its tolerance (``rel_tol`` of the value, at least ``abs_tol`` for the
+    fractions) of the range spanned by the held-out and fitting parts (``band="range"``)
+    or of the held-out value alone (``band="heldout"``).
     The generated-vs-held-out discriminator may be no more accurate than the
     held-out-vs-fit one (the mean of ``calibration_repeats``) plus ``disc_margin``. The
     real-data figures are computed once; every call draws the same noise (from
@@ -477,8 +482,10 @@ class QualityGate:
         criteria = [
             _criterion(k, figures["generated"][k], held[k], fit[k], config) for k in STATISTICS
         ]
-        margin = config.disc_margin
-        criteria.append(Criterion("discriminator", disc, calib, margin, disc <= calib + margin))
+        high = calib + config.disc_margin
+        criteria.append(
+            Criterion("discriminator", disc, calib, config.disc_margin, disc <= high, 0.0, high)
+        )
         status: Literal["passed", "failed"] = (
             "passed" if all(c.passed for c in criteria) else "failed"
         )

@@ -22,6 +22,12 @@ class GateConfig(StrictModel):
     """When a reference diffusion model counts as a model of its data."""
 
     rel_tol: float = Field(0.10, gt=0, description="relative tolerance of each statistic")
+    band: Literal["range", "heldout"] = Field(
+        "range",
+        description="what a statistic is held to: 'range', within its tolerance of the range "
+        "the held-out and the fitted part span (two honest samples of the workload, which "
+        "differ too); 'heldout', within its tolerance of the held-out value alone",
+    )
     abs_tol: float = Field(
         0.01, ge=0, description="absolute tolerance of the fractions (below min, at floor)"
     )
@@ -57,13 +63,18 @@ class GateConfig(StrictModel):
 
 @dataclass(frozen=True)
 class Criterion:
-    """One pass/fail check: ``value`` against ``reference`` within ``tolerance``."""
+    """One pass/fail check: ``value`` must lie in ``[low, high]``, the ``reference`` (the
+    held-out value) or the range of the real parts widened by ``tolerance``."""
 
     name: str
     value: float
     reference: float
     tolerance: float
     passed: bool
+    low: float | None = None
+    high: float | None = None
+    """The accepted bounds (``None`` in records written before they were saved: then
+    ``reference ± tolerance``)."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ Inputs (``OUT`` is the run's output directory; only ``results.csv`` is required)
   the expected grid when ``results.json`` has no ``config``);
 * ``reference/s<seed>/quality.json``: the quality gate of the seed's reference diffusion
   model, ``{"status": "passed"|"failed"|"unjudged", "criteria": [{"name", "value",
-  "reference", "tolerance", "passed"}], "reason", "sampler", ...}``.
+  "reference", "tolerance", "passed", "low", "high"}], "reason", "sampler", ...}`` (the
+  accepted bounds ``low``, ``high`` are optional: ``reference ± tolerance`` without them).
 """
 
 from __future__ import annotations
@@ -47,18 +48,29 @@ SAMPLE_SETS = {
     "worst_case_off": "the same draw with the adversary off (θ₀'s tails)",
 }
 GATE_STATUSES = ("passed", "failed", "unjudged")
-_REBUILD = "`drdfl run --resume` with the run's configuration rebuilds it from the units"
 
 
 @dataclass(frozen=True)
 class GateCriterion:
-    """One check of the reference-model quality gate."""
+    """One check of the reference-model quality gate (as saved, read without torch)."""
 
     name: str
     value: float
     reference: float
     tolerance: float
     passed: bool
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The accepted ``(low, high)``; ``reference ± tolerance`` when not saved."""
+        low = self.reference - self.tolerance if self.low is None else self.low
+        high = self.reference + self.tolerance if self.high is None else self.high
+        return low, high
+
+
+_REBUILD = "`drdfl run --resume` with the run's configuration rebuilds it from the units"
 
 
 @dataclass(frozen=True)
@@ -160,6 +172,10 @@ def _read_json(path: Path) -> Any:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
 
 
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _read_gate(path: Path, seed: int) -> QualityGate:
     data = _read_json(path)
     status = data.get("status") if isinstance(data, dict) else None
@@ -175,6 +191,7 @@ def _read_gate(path: Path, seed: int) -> QualityGate:
                     float(item["reference"]),
                     float(item["tolerance"]),
                     bool(item["passed"]),
+                    *(_optional_float(item.get(k)) for k in ("low", "high")),
                 )
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -175,7 +175,7 @@ def quality_gate(run: RunOutputs) -> list[Block]:
     blocks: list[Block] = [Heading("Reference model quality gate")]
     if not run.gates:
         return [*blocks, skipped("Quality gate", "no `reference/s<seed>/quality.json`")]
-    table = Table(["seed", "status", "criterion", "value", "reference", "tolerance", "pass"], [])
+    table = Table(["seed", "status", "criterion", "value", "reference", "accepted", "pass"], [])
     for seed, gate in run.gates.items():
         status = gate.status + (f" ({gate.sampler})" if gate.sampler else "")
         if not gate.criteria:
@@ -188,7 +188,7 @@ def quality_gate(run: RunOutputs) -> list[Block]:
                     c.name,
                     f"{c.value:.4g}",
                     f"{c.reference:.4g}",
-                    f"{c.tolerance:.4g}",
+                    "{:.4g} – {:.4g}".format(*c.bounds),
                     "yes" if c.passed else "no",
                 ]
             )
