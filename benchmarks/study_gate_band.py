@@ -5,7 +5,7 @@ statistics of the held-out blocks and of the fitted part, how much the level spr
 as many blocks as are held out varies when they are drawn from the fitted part instead,
 and the verdict of each gate band on crops of the fitted part itself (a perfect model of
 the data it is fitted on). Real data only: no model is fitted. Writes
-``benchmarks/results/study_gate_band.json`` (a study, not one of the benchmarks
+``benchmarks/results/study_gate_band/results.json`` (a study, not one of the benchmarks
 BENCHMARKS.md is written from).
 
     python benchmarks/study_gate_band.py [--profiles quick,honest,paper] [--draws 400]
@@ -101,7 +101,8 @@ def main() -> None:
     info = machine(1)
     rows = [measure(p, args.draws) for p in args.profiles.split(",")]
     write_json(
-        RESULTS_DIR / "study_gate_band.json", {"command": COMMAND, "machine": info, "rows": rows}
+        RESULTS_DIR / "study_gate_band" / "results.json",
+        {"command": COMMAND, "machine": info, "rows": rows},
     )
     for r in rows:
         if "reason" in r:

@@ -72,7 +72,7 @@ def test_quick_training_run_writes_results_and_markdown(tmp_path: Path, data_dir
     ):
         assert heading in md
     speedup = re.search(r"\*\*Speed-up: ([\d.]+)×\*\*", md)
-    assert speedup and float(speedup[1]) == pytest.approx(result["speedup"], abs=0.05)
+    assert speedup and speedup[1] == f"{result['speedup']:.1f}"
     assert "| torch threads | 1 |" in md
     assert "Quick mode" in md
     assert "skipped: not selected (--only)" in md

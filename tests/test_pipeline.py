@@ -189,7 +189,7 @@ def test_ctrl_c_stops_the_workers_and_says_how_to_resume(tmp_path):
     assert marker.exists() and proc.poll() is None
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err[-3000:]
     assert err.strip().splitlines() == [
         "interrupted; finished units are kept: run the same drdfl run command with --resume "
         f"--out {out} to continue"

@@ -370,6 +370,7 @@ def test_failed_quality_gate_is_shown_and_flags_methods_using_the_reference(tmp_
     row = "| 1 | failed (ddpm) | std_segment_means | 0.24 | 0.16 | 0.135 – 0.176 | **no** |"
     assert row in section
     assert "|  |  | discriminator | 0.6 | 0.58 | 0.53 – 0.63 | yes |" in section
+    assert "Accepted: the range the generated value must fall in." in section
     assert "Seed 0: not judged — the file is a tiled copy." in section
     assert "failed its gate for seed(s) 1" in section and "(`threed`, `threed-mse`" in section
     table = parse_table(md, MAIN)

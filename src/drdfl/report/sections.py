@@ -196,6 +196,13 @@ def quality_gate(run: RunOutputs) -> list[Block]:
                 table.best.add((len(table.rows) - 1, 6))
     table.text_columns = 3
     blocks.append(table)
+    blocks.append(
+        Para(
+            "Reference: the statistic on the held-out part of the training series (for the "
+            "discriminator, its accuracy at telling held-out from fitted real data). "
+            "Accepted: the range the generated value must fall in."
+        )
+    )
     for seed, gate in run.gates.items():
         if gate.status == "unjudged":
             blocks.append(Para(f"Seed {seed}: not judged — {gate.reason or 'no reason given'}."))
