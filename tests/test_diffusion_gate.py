@@ -104,8 +104,9 @@ def test_a_statistic_may_lie_anywhere_the_two_real_parts_span(
     assert (narrow.low, narrow.high) == pytest.approx((0.9 * held, 1.1 * held))
     assert wide.reference == narrow.reference == held
     # Fractions are allowed the absolute tolerance around zero.
-    frac = [_criterion("below_min", v, 0.0, 0.0, GateConfig()).passed for v in (0.009, 0.011)]
-    assert frac == [True, False]
+    frac = [_criterion("below_min", v, 0.0, 0.0, GateConfig()) for v in (0.009, 0.011)]
+    assert [c.passed for c in frac] == [True, False]
+    assert (frac[0].low, frac[0].high) == (0.0, 0.01)
 
 
 def test_the_fitted_part_passes_where_the_held_out_blocks_are_more_dispersed(

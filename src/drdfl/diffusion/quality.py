@@ -398,6 +398,8 @@ def _criterion(
     floor_tol = config.abs_tol if name in _FRACTIONS else 0.0
     ends = (min(heldout, fit), max(heldout, fit)) if config.band == "range" else (heldout,) * 2
     low = ends[0] - max(config.rel_tol * abs(ends[0]), floor_tol)
+    if name in _FRACTIONS:
+        low = max(low, 0.0)
     high = ends[1] + max(config.rel_tol * abs(ends[1]), floor_tol)
     tolerance = max(config.rel_tol * abs(heldout), floor_tol)
     return Criterion(name, value, heldout, tolerance, bool(low <= value <= high), low, high)
