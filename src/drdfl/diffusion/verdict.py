@@ -63,8 +63,8 @@ class GateConfig(StrictModel):
 
 @dataclass(frozen=True)
 class Criterion:
-    """One pass/fail check: ``value`` must lie in ``[low, high]``, the ``reference`` (the
-    held-out value) or the range of the real parts widened by ``tolerance``."""
+    """One pass/fail check: ``value`` must lie in ``[low, high]``, which is ``reference``
+    (the held-out value), or the range of both real parts, widened by ``tolerance``."""
 
     name: str
     value: float

@@ -48,6 +48,7 @@ SAMPLE_SETS = {
     "worst_case_off": "the same draw with the adversary off (θ₀'s tails)",
 }
 GATE_STATUSES = ("passed", "failed", "unjudged")
+_REBUILD = "`drdfl run --resume` with the run's configuration rebuilds it from the units"
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,6 @@ class GateCriterion:
         low = self.reference - self.tolerance if self.low is None else self.low
         high = self.reference + self.tolerance if self.high is None else self.high
         return low, high
-
-
-_REBUILD = "`drdfl run --resume` with the run's configuration rebuilds it from the units"
 
 
 @dataclass(frozen=True)
