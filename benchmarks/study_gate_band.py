@@ -76,13 +76,15 @@ def measure(profile: str, draws: int, seed: int = 0) -> dict[str, Any]:
             crops = random_crops(split.fit, length, n, np.random.default_rng(draw))
             return SampleResult(torch.as_tensor(crops))
 
+    gate = QualityGate(
+        split, length, float(scaler.transform(0.0)), base, torch.Generator().manual_seed(seed)
+    )
+    row["real"] = gate.real
     for band in BANDS:
-        config = base.model_copy(update={"band": band})
-        gate = QualityGate(
-            split, length, float(scaler.transform(0.0)), config, torch.Generator().manual_seed(seed)
-        )
+        # The band decides only the verdict: the real figures and the discriminator's
+        # reference are computed once, and every call draws the same noise.
+        gate.config = base.model_copy(update={"band": band})
         verdict = gate(_FitCrops())  # type: ignore[arg-type]
-        row["real"] = gate.real
         row[band] = {
             "status": verdict.status,
             "criteria": {

@@ -84,6 +84,15 @@ def test_real_heldout_data_passes_and_noise_fails(chat: tuple[np.ndarray, Scaler
     # The verdict survives a JSON round trip.
     again = GateResult.from_dict(json.loads(json.dumps(noise.to_dict())))
     assert again == noise and again.sampler == "ddpm"
+    # A record saved before the bounds were kept reads as reference ± tolerance.
+    record = noise.to_dict()
+    for c in record["criteria"]:
+        del c["low"], c["high"]
+    first = GateResult.from_dict(record).criteria[0]
+    assert (first.low, first.high) == (
+        first.reference - first.tolerance,
+        first.reference + first.tolerance,
+    )
 
 
 @pytest.mark.parametrize(
@@ -124,12 +133,14 @@ def test_the_fitted_part_passes_where_the_held_out_blocks_are_more_dispersed(
     raw = data.scaler.inverse_transform(np.asarray(data.series, dtype=np.float64))
     scaler = Scaler.fit(raw)
     values = scaler.transform(raw)
+    config = GateConfig(calibration_repeats=1, disc_epochs=20)
+    split = gate_split(values, 256, config)
+    gate = QualityGate(
+        split, 256, float(scaler.transform(0.0)), config, torch.Generator().manual_seed(0)
+    )
     verdicts = {}
-    for band in ("range", "heldout"):
-        config = GateConfig(band=band, calibration_repeats=1, disc_epochs=20)
-        split = gate_split(values, 256, config)
-        floor = float(scaler.transform(0.0))
-        gate = QualityGate(split, 256, floor, config, torch.Generator().manual_seed(0))
+    for band in ("range", "heldout"):  # the band decides the verdict alone
+        gate.config = config.model_copy(update={"band": band})
         drawn = _Drawn(split.fit, scaler, 256)
         verdicts[band] = {c.name: c for c in gate(drawn).criteria}  # type: ignore[arg-type]
     spread = verdicts["range"]["level_spread"]

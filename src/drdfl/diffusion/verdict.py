@@ -63,18 +63,24 @@ class GateConfig(StrictModel):
 
 @dataclass(frozen=True)
 class Criterion:
-    """One pass/fail check: ``value`` must lie in ``[low, high]``, which is ``reference``
-    (the held-out value), or the range of both real parts, widened by ``tolerance``."""
+    """One pass/fail check: ``value`` must lie in ``[low, high]``. ``reference`` is the
+    held-out value (for the discriminator, its held-out-vs-fit accuracy) and ``tolerance``
+    the gate's allowance there."""
 
     name: str
     value: float
     reference: float
     tolerance: float
     passed: bool
-    low: float | None = None
-    high: float | None = None
-    """The accepted bounds (``None`` in records written before they were saved: then
-    ``reference ± tolerance``)."""
+    low: float
+    high: float
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Criterion:
+        """Rebuild a saved criterion; one saved without its bounds (before they were kept)
+        gets ``reference ± tolerance``."""
+        bounds = {"low": d["reference"] - d["tolerance"], "high": d["reference"] + d["tolerance"]}
+        return cls(**{**bounds, **d})
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,7 @@ class GateResult:
         try:
             return cls(
                 status=d["status"],
-                criteria=[Criterion(**c) for c in d["criteria"]],
+                criteria=[Criterion.from_dict(c) for c in d["criteria"]],
                 figures=d["figures"],
                 sampler=d["sampler"],
                 steps=d["steps"],

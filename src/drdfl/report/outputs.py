@@ -53,22 +53,16 @@ _REBUILD = "`drdfl run --resume` with the run's configuration rebuilds it from t
 
 @dataclass(frozen=True)
 class GateCriterion:
-    """One check of the reference-model quality gate (as saved, read without torch)."""
+    """One check of the reference-model quality gate, as saved (read without torch): the
+    generated ``value`` must lie in ``[low, high]``."""
 
     name: str
     value: float
     reference: float
     tolerance: float
     passed: bool
-    low: float | None = None
-    high: float | None = None
-
-    @property
-    def bounds(self) -> tuple[float, float]:
-        """The accepted ``(low, high)``; ``reference ± tolerance`` when not saved."""
-        low = self.reference - self.tolerance if self.low is None else self.low
-        high = self.reference + self.tolerance if self.high is None else self.high
-        return low, high
+    low: float
+    high: float
 
 
 @dataclass(frozen=True)
@@ -170,10 +164,6 @@ def _read_json(path: Path) -> Any:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
 
 
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
 def _read_gate(path: Path, seed: int) -> QualityGate:
     data = _read_json(path)
     status = data.get("status") if isinstance(data, dict) else None
@@ -182,14 +172,16 @@ def _read_gate(path: Path, seed: int) -> QualityGate:
     criteria = []
     for k, item in enumerate(data.get("criteria") or []):
         try:
+            reference, tolerance = float(item["reference"]), float(item["tolerance"])
             criteria.append(
                 GateCriterion(
                     str(item["name"]),
                     float(item["value"]),
-                    float(item["reference"]),
-                    float(item["tolerance"]),
+                    reference,
+                    tolerance,
                     bool(item["passed"]),
-                    *(_optional_float(item.get(k)) for k in ("low", "high")),
+                    float(item.get("low", reference - tolerance)),
+                    float(item.get("high", reference + tolerance)),
                 )
             )
         except (KeyError, TypeError, ValueError) as exc:

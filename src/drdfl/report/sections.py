@@ -188,7 +188,7 @@ def quality_gate(run: RunOutputs) -> list[Block]:
                     c.name,
                     f"{c.value:.4g}",
                     f"{c.reference:.4g}",
-                    "{:.4g} – {:.4g}".format(*c.bounds),
+                    f"{c.low:.4g} – {c.high:.4g}",
                     "yes" if c.passed else "no",
                 ]
             )
