@@ -14,10 +14,10 @@ import ast
 import importlib
 import importlib.util
 import sys
+from typing import Any
 
-import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from drdfl.errors import DrdflError
 
@@ -50,7 +50,7 @@ def _docstring(module: str, function: str) -> str | None:
     return None
 
 
-class _Deferred(click.Command):
+class _Deferred(TyperCommand):
     """Stands for a command in listings until the command is run."""
 
     def __init__(self, name: str) -> None:
@@ -58,7 +58,8 @@ class _Deferred(click.Command):
         super().__init__(name, help=about or _docstring(module, attr))
 
 
-def _load(name: str) -> click.Command:
+def _load(name: str) -> Any:
+    """The command ``name``, its module imported (a Typer group or command)."""
     module, attr, about = COMMANDS[name]
     target = getattr(importlib.import_module(module), attr)
     if isinstance(target, typer.Typer):
@@ -82,8 +83,8 @@ class _LazyGroup(TyperGroup):
             self.commands.setdefault(name, _Deferred(name))
 
     def resolve_command(
-        self, ctx: click.Context, args: list[str]
-    ) -> tuple[str | None, click.Command | None, list[str]]:
+        self, ctx: typer.Context, args: list[str]
+    ) -> tuple[str | None, Any, list[str]]:
         name, command, rest = super().resolve_command(ctx, args)
         if name is not None and isinstance(command, _Deferred):
             command = self.commands[name] = _load(name)
