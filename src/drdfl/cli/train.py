@@ -33,6 +33,10 @@ def train(
         str | None, typer.Option("--suite", help=SUITE_HELP + " (default: the config's)")
     ] = None,
     forecaster: Annotated[str, typer.Option(help="lstm | mlp | linear")] = "lstm",
+    anchor: Annotated[
+        str | None,
+        typer.Option(help="none | last | mean | ets: the rule the forecaster corrects"),
+    ] = None,
     task: Annotated[str, typer.Option(help="task[:preset], e.g. provisioning:paper-text")] = (
         "provisioning"
     ),
@@ -85,6 +89,8 @@ def train(
             built,
             task=task,
             forecaster=forecaster,
+            anchor=anchor or cfg.anchor,
+            anchor_alpha=cfg.anchor_alpha,
             train=train_cfg,
             seed=seed,
             method_params=params,

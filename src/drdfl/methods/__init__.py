@@ -22,6 +22,14 @@ if TYPE_CHECKING:
     )
     from drdfl.methods.base import FitResult, Method, TrainingData
     from drdfl.methods.dro import Chi2DROMethod, CVaRMethod, KLDROMethod
+    from drdfl.methods.naive import (
+        NaiveETS,
+        NaiveLast,
+        NaiveMean,
+        NaiveMethod,
+        NaiveScaled,
+        NaiveSeasonal,
+    )
     from drdfl.methods.pto import DFLMethod, MSEMethod
     from drdfl.methods.revin import RevINDFLMethod
     from drdfl.methods.threed import ThreeDLearning
@@ -47,6 +55,12 @@ _LAZY = {
     "LevelAugmentMethod": "drdfl.methods.augment",
     "BurstAugmentMethod": "drdfl.methods.augment",
     "RevINDFLMethod": "drdfl.methods.revin",
+    "NaiveMethod": "drdfl.methods.naive",
+    "NaiveLast": "drdfl.methods.naive",
+    "NaiveMean": "drdfl.methods.naive",
+    "NaiveETS": "drdfl.methods.naive",
+    "NaiveScaled": "drdfl.methods.naive",
+    "NaiveSeasonal": "drdfl.methods.naive",
 }
 
 
@@ -56,7 +70,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def get_method(name: str, **kwargs: Any) -> TrainedMethod:
+def get_method(name: str, **kwargs: Any) -> Method:
     """The method registered as ``name``, built with constructor ``kwargs`` (``train``,
     ``checkpoint``, ``progress`` and the method's own hyperparameters)."""
     return get_spec(name).cls(**kwargs)
@@ -76,6 +90,12 @@ __all__ = [
     "LevelAugmentMethod",
     "MSEMethod",
     "Method",
+    "NaiveETS",
+    "NaiveLast",
+    "NaiveMean",
+    "NaiveMethod",
+    "NaiveScaled",
+    "NaiveSeasonal",
     "PerlinAugmentMethod",
     "RevINDFLMethod",
     "ThreeDLearning",

@@ -35,6 +35,14 @@ class Method(ABC):
 
     name: ClassVar[str] = "method"
 
+    @classmethod
+    def check_data(
+        cls, params: Any, window: int, horizon: int, lead: int, interval_s: float
+    ) -> None:
+        """Raise a :class:`~drdfl.errors.ConfigError` naming the key if the method cannot run
+        on windows of this shape (called before any work); every shape by default."""
+        return None
+
     @abstractmethod
     def fit(self, data: TrainingData, task: DecisionTask, forecaster: nn.Module) -> FitResult:
         """Train ``forecaster`` (in place) and return it with its training record."""

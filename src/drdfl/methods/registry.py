@@ -62,6 +62,10 @@ class MethodSpec:
     warm_start: bool = True
     #: per-epoch history columns the method writes beyond the shared ones, with meanings
     history: dict[str, str] = field(default_factory=dict)
+    #: an untrained rule (the baselines every trained method is measured against)
+    untrained: bool = False
+    #: in the profiles' method lists (a method that needs settings they lack is not)
+    in_profiles: bool = True
 
     @property
     def cls(self) -> Any:
@@ -97,7 +101,56 @@ SHARED_HISTORY = {
 
 _DRO_DUAL = "dual variable of the DRO objective at the epoch's end"
 
+_ALPHA = "smoothing constant α of the rule (chosen by training regret unless given)"
+
 REGISTRY: tuple[MethodSpec, ...] = (
+    MethodSpec(
+        "naive-last",
+        "drdfl.methods.naive:NaiveLast",
+        "untrained: persistence, the window's last value",
+        OKABE_ITO["grey"],
+        hatch="..",
+        warm_start=False,
+        untrained=True,
+    ),
+    MethodSpec(
+        "naive-mean",
+        "drdfl.methods.naive:NaiveMean",
+        "untrained: the window's mean",
+        OKABE_ITO["grey"],
+        hatch="xx",
+        warm_start=False,
+        untrained=True,
+    ),
+    MethodSpec(
+        "naive-ets",
+        "drdfl.methods.naive:NaiveETS",
+        "untrained: simple exponential smoothing over the window",
+        OKABE_ITO["grey"],
+        hatch="\\\\",
+        warm_start=False,
+        untrained=True,
+        history={"alpha": _ALPHA},
+    ),
+    MethodSpec(
+        "naive-scaled",
+        "drdfl.methods.naive:NaiveScaled",
+        "untrained: the best of last, mean and ETS times its decision-optimal multiple",
+        OKABE_ITO["grey"],
+        hatch="//",
+        warm_start=False,
+        untrained=True,
+        history={"alpha": _ALPHA, "scale": "multiple of demand fitted on training decisions"},
+    ),
+    MethodSpec(
+        "naive-seasonal",
+        "drdfl.methods.naive:NaiveSeasonal",
+        "untrained: the value one period (default one day) earlier; needs windows that long",
+        OKABE_ITO["grey"],
+        warm_start=False,
+        untrained=True,
+        in_profiles=False,
+    ),
     MethodSpec(
         "mse",
         "drdfl.methods.pto:MSEMethod",
@@ -226,6 +279,8 @@ REGISTRY: tuple[MethodSpec, ...] = (
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in REGISTRY}
 #: every registered method, in report order
 METHOD_NAMES: tuple[str, ...] = tuple(METHODS)
+#: the untrained baselines, in report order
+UNTRAINED: tuple[str, ...] = tuple(s.name for s in REGISTRY if s.untrained)
 
 
 def get_spec(name: str) -> MethodSpec:
@@ -314,6 +369,7 @@ __all__ = [
     "REGISTRY",
     "SHARED_HISTORY",
     "SKYLINE",
+    "UNTRAINED",
     "MethodSpec",
     "get_spec",
     "history_columns",

@@ -25,6 +25,7 @@ from drdfl.device import resolve_device
 from drdfl.errors import TrainingError
 from drdfl.methods.base import FitResult, Method, TrainingData
 from drdfl.methods.losses import sample_losses
+from drdfl.methods.naive import calibrate_anchor
 from drdfl.schema import StrictModel, parse_model
 from drdfl.seeding import torch_generator
 from drdfl.tasks.base import DecisionTask
@@ -187,6 +188,7 @@ class TrainedMethod(Method):
                 keep = torch.linspace(0, len(val) - 1, cfg.max_val_windows).long().numpy()
                 val = val.subset(keep)
             self._xv, self._yv = val.tensors(device)
+        calibrate_anchor(forecaster, self._x, self._y, task, data.scaler)
         self.prepare(data, task, forecaster, gen)
 
         params = list(forecaster.parameters()) + self.extra_parameters()

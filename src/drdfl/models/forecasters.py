@@ -25,38 +25,21 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
 
 from drdfl.errors import ConfigError, ModelError
+from drdfl.models.base import Forecaster, positive_int
 
-OUTPUTS = ("linear", "softplus", "relu")
 #: prefix of a forecaster name that asks for the RevIN wrapper (``revin-mlp``)
 REVIN_PREFIX = "revin-"
-_SOFTPLUS_BETA = 10.0
 _REVIN_EPS = 1e-5
 
 
-def _output_layer(output: str) -> nn.Module:
-    if output == "linear":
-        return nn.Identity()
-    if output == "softplus":
-        return nn.Softplus(beta=_SOFTPLUS_BETA)
-    if output == "relu":
-        return nn.ReLU()
-    raise ConfigError(f"unknown forecaster output {output!r}; valid outputs: {', '.join(OUTPUTS)}")
-
-
-def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"forecaster {what} must be a positive integer, got {value!r}")
-    return value
-
-
 def _sizes(values: Sequence[int], what: str) -> list[int]:
-    sizes = [_positive_int(v, what) for v in values]
+    sizes = [positive_int(v, what) for v in values]
     if not sizes:
         raise ConfigError(f"forecaster {what} must list at least one layer size")
     return sizes
@@ -66,32 +49,6 @@ def _dropout(p: float) -> float:
     if not 0.0 <= p < 1.0:
         raise ConfigError(f"forecaster dropout must be in [0, 1), got {p!r}")
     return float(p)
-
-
-class Forecaster(nn.Module):
-    """Base: checks input windows and keeps the constructor arguments in ``spec``."""
-
-    name: ClassVar[str] = "forecaster"
-
-    def __init__(self, window: int, horizon: int, output: str, **options: Any) -> None:
-        super().__init__()
-        self.window = _positive_int(window, "window")
-        self.horizon = _positive_int(horizon, "horizon")
-        self.output = _output_layer(output)
-        self.spec: dict[str, Any] = {
-            "name": self.name,
-            "window": self.window,
-            "horizon": self.horizon,
-            "output": output,
-            **options,
-        }
-
-    def _check(self, x: torch.Tensor) -> None:
-        if x.dim() != 2 or x.shape[1] != self.window:
-            raise ConfigError(
-                f"{self.name} forecaster expects windows of shape [B, {self.window}], "
-                f"got {list(x.shape)}"
-            )
 
 
 class LSTMForecaster(Forecaster):
@@ -118,7 +75,7 @@ class LSTMForecaster(Forecaster):
             horizon,
             output,
             hidden=sizes,
-            head=_positive_int(head, "head"),
+            head=positive_int(head, "head"),
             dropout=_dropout(dropout),
         )
         inputs = [1, *sizes[:-1]]
@@ -231,44 +188,63 @@ def build_forecaster(
     *,
     seed: int | None = None,
     revin: bool = False,
+    anchor: str = "none",
+    anchor_alpha: float | None = None,
     **kwargs: Any,
 ) -> Forecaster:
     """A new forecaster ``name`` for windows of ``window`` slots and ``horizon`` outputs.
 
     ``kwargs`` go to the forecaster's constructor (e.g. ``hidden``, ``dropout``,
-    ``output``). ``revin=True``, or a name ``revin-<name>``, wraps it in
-    :class:`RevINForecaster`. With ``seed``, the initial weights depend on the seed only
-    (the global RNG is left as it was).
+    ``output``). ``anchor`` (``last``, ``mean`` or ``ets`` with smoothing constant
+    ``anchor_alpha``; ``None``: fitted by the method on the training windows) makes the
+    network a learned correction of that rule
+    (:class:`~drdfl.models.naive.AnchoredForecaster`). ``revin=True``, or a name
+    ``revin-<name>``, wraps the result in :class:`RevINForecaster`. With ``seed``, the
+    initial weights depend on the seed only (the global RNG is left as it was).
     """
+    from drdfl.models.naive import ANCHORS, AnchoredForecaster, NaiveForecaster
+
     if name.startswith(REVIN_PREFIX):
         name, revin = name[len(REVIN_PREFIX) :], True
+    if name == NaiveForecaster.name:  # a rule saved by a naive-* method
+        return NaiveForecaster(window=window, horizon=horizon, **kwargs)
     if name not in FORECASTERS:
         raise ConfigError(f"unknown forecaster {name!r}; valid forecasters: {_valid_names()}")
     if not isinstance(revin, bool):
         raise ConfigError(f"forecaster revin must be true or false, got {revin!r}")
+    if anchor not in ANCHORS:
+        raise ConfigError(f"anchor: unknown rule {anchor!r}; valid anchors: {', '.join(ANCHORS)}")
     cls = FORECASTERS[name]
     try:
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            model = cls(window=window, horizon=horizon, **kwargs)
+            model: Forecaster = cls(window=window, horizon=horizon, **kwargs)
     except TypeError as exc:
         raise ConfigError(f"bad options for forecaster {name!r}: {exc}") from None
+    if anchor != "none":
+        model = AnchoredForecaster(model, anchor, anchor_alpha)
     return RevINForecaster(model) if revin else model
 
 
 def with_revin(model: Forecaster) -> Forecaster:
     """``model`` wrapped in RevIN (``model`` itself if it already is); the wrapper takes
     over ``model``'s head, so use the returned module from then on."""
+    from drdfl.models.naive import NaiveForecaster
+
     if isinstance(model, RevINForecaster):
         return model
-    if not isinstance(model, Forecaster):
-        raise ModelError(f"{type(model).__name__} is not a drdfl forecaster; cannot wrap it")
+    if not isinstance(model, Forecaster) or isinstance(model, NaiveForecaster):
+        raise ModelError(
+            f"{type(model).__name__} is not a trainable drdfl forecaster; cannot wrap it"
+        )
     return RevINForecaster(model)
 
 
 def forecaster_spec(model: nn.Module) -> dict[str, Any]:
     """The JSON-serialisable architecture of ``model`` (name and constructor arguments)."""
+    if isinstance(model, RevINForecaster):  # the inner spec may have changed since wrapping
+        return {**forecaster_spec(model.inner), "revin": True}
     if not isinstance(model, Forecaster):
         raise ModelError(f"{type(model).__name__} is not a drdfl forecaster; it has no spec")
     return copy.deepcopy(model.spec)
