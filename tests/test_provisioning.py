@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -159,3 +160,43 @@ def test_registry_builds_and_rebuilds_provisioning_tasks() -> None:
         get_task("provisioning:paper-typo")
     with pytest.raises(ConfigError, match="valid tasks"):
         task_from_dict({"name": "scheduling"})
+
+
+def test_capacity_range_follows_training_data_that_the_preset_would_cap() -> None:
+    from drdfl.data.synthetic import generate
+    from drdfl.tasks import task_from_dict
+
+    minute = generate(1.0, "chat", seed=0, interval_s=60.0).values  # ~12x the 5 s level
+    demand = torch.as_tensor(minute, dtype=torch.float64).view(-1, 1)
+    preset = ProvisioningTask("paper-code")
+    # the fixed range: every decision at the cap, so every forecast has regret 0
+    assert torch.equal(preset.decide(demand), torch.full_like(demand, 400_000.0))
+    assert preset.regret(0.5 * demand, demand).abs().max() == 0
+
+    task, note = preset.fit_to_data(minute, 60.0)
+    assert task.demand_scale > 1 and task.preset == "paper-code"
+    assert note is not None and f"×{task.demand_scale:g}" in note and "7,441,266" in note
+    low, high = task.capacity_range
+    decided = task.decide(demand)
+    assert (decided < high).all() and (decided > low).all()
+    assert 2 * minute.max() < task.capped_from()
+    assert (task.regret(0.5 * demand, demand) > 0).all()
+    # the scaled task is the preset's on demand divided by the scale
+    torch.testing.assert_close(
+        task.cost(decided, demand),
+        preset.cost(decided / task.demand_scale, demand / task.demand_scale),
+    )
+    again = task_from_dict(task.to_dict())
+    assert isinstance(again, ProvisioningTask) and again.demand_scale == task.demand_scale
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_capacity_range_is_kept_where_it_holds_the_training_data(preset: str) -> None:
+    task = ProvisioningTask(preset)
+    assert task.capped_from() == pytest.approx(
+        400_000.0 if preset == "paper-text" else 200 + (400_000 - 200) / task.stationary_ratio,
+        rel=1e-7,
+    )
+    paper_like = np.linspace(374.0, 106_957.0, 500)  # the paper's training file's extremes
+    same, note = task.fit_to_data(paper_like, 5.0)
+    assert same is task and note is None

@@ -1,7 +1,8 @@
 """Decision tasks: what a forecast is for, and how a decision made from it is priced.
 
 ``get_task("provisioning:paper-text")`` builds a registered task from a ``name[:preset]``
-spec; ``task_from_dict`` rebuilds one saved with a trained model.
+spec (``replicas:strict``: whole GPU replicas per slot); ``task_from_dict`` rebuilds one
+saved with a trained model.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from drdfl.errors import ConfigError
 from drdfl.tasks.base import DecisionTask
 from drdfl.tasks.convex import ConvexTask, MultiSlotProvisioningTask
 from drdfl.tasks.provisioning import PRESETS, ProvisioningParams, ProvisioningTask
+from drdfl.tasks.replicas import ReplicasParams, ReplicasTask
 
 #: registry name → task class; each class takes a preset name as its first argument
 TASKS: dict[str, type[DecisionTask]] = {
     ProvisioningTask.name: ProvisioningTask,
     MultiSlotProvisioningTask.name: MultiSlotProvisioningTask,
+    ReplicasTask.name: ReplicasTask,
 }
 
 
@@ -29,12 +32,16 @@ def _task_class(name: str) -> type[DecisionTask]:
 def get_task(spec: str, **options: Any) -> DecisionTask:
     """The task named by ``spec`` (``name`` or ``name:preset``), e.g. ``provisioning:paper-text``.
 
-    ``options`` go to the task's constructor (e.g. ``horizon=4`` for ``multislot``). Unknown
-    tasks and presets raise :class:`ConfigError` listing the valid ones.
+    ``options`` go to the task's constructor (e.g. ``horizon=4`` for ``multislot``,
+    ``max_replicas=128`` for ``replicas``). Unknown tasks, presets and options raise
+    :class:`ConfigError` listing the valid ones.
     """
     name, _, preset = spec.strip().partition(":")
     cls = _task_class(name)
-    return cls(preset, **options) if preset else cls(**options)
+    try:
+        return cls(preset, **options) if preset else cls(**options)
+    except TypeError as exc:  # an option the task's constructor does not take
+        raise ConfigError(f"task {name!r}: {exc}") from None
 
 
 def task_from_dict(d: dict[str, Any]) -> DecisionTask:
@@ -52,6 +59,8 @@ __all__ = [
     "MultiSlotProvisioningTask",
     "ProvisioningParams",
     "ProvisioningTask",
+    "ReplicasParams",
+    "ReplicasTask",
     "get_task",
     "task_from_dict",
 ]

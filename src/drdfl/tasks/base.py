@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -41,6 +42,16 @@ class DecisionTask(ABC):
     def regret(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-sample ``cost(decide(y_hat), y) - cost(decide(y), y)`` (≥ 0 up to float error)."""
         return self.cost(self.decide(y_hat), y) - self.optimal_cost(y)
+
+    def fit_to_data(self, demand: np.ndarray, interval_s: float) -> tuple[DecisionTask, str | None]:
+        """This task made for the training ``demand`` (real units per slot of
+        ``interval_s`` seconds), and a note saying what was changed for it (or ``None``).
+
+        The default changes nothing. A task whose bounds or slot length depend on the data
+        adapts here, or raises :class:`~drdfl.errors.ConfigError` naming its bounds and
+        the data's when it cannot serve them.
+        """
+        return self, None
 
     def to_dict(self) -> dict[str, Any]:
         """What is needed to rebuild the task (saved with trained models)."""

@@ -9,7 +9,12 @@ the per-slot decision loss is
 
 with the accuracy curve ``s(z) = ln(A z + 1) / (B ln(A + 1))``: energy for the tokens
 served and for idle capacity, against the utility of the share of demand that is served.
-Capacity is bounded, ``a ∈ [a_min, a_max]``. Over a horizon of ``h`` slots the cost of
+Capacity is bounded, ``a ∈ [a_min, a_max]``. The range follows the training data
+(:meth:`ProvisioningTask.fit_to_data`): where the preset's range would cap the decision
+for the largest training demand, both bounds are multiplied by a ``demand_scale`` so that
+twice that demand is decided below the cap (the loss, in normalized units, is that of the
+preset on demand divided by the scale); otherwise the preset's range is kept as it is, as
+for the paper's own data. Over a horizon of ``h`` slots the cost of
 a sample is the **mean** of the per-slot losses, so that costs (and regrets) of models
 with different horizons are on the same scale.
 
@@ -49,6 +54,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from drdfl.errors import ConfigError
@@ -137,19 +143,76 @@ class ProvisioningTask(DecisionTask):
     units = "tokens per interval"
 
     def __init__(
-        self, preset: str | None = DEFAULT_PRESET, params: ProvisioningParams | None = None
+        self,
+        preset: str | None = DEFAULT_PRESET,
+        params: ProvisioningParams | None = None,
+        demand_scale: float = 1.0,
     ) -> None:
         if params is None:
             if preset is None:
                 raise ConfigError("provisioning task: give a preset or explicit params")
             params = preset_params(preset)
         params.check()
+        if not (math.isfinite(demand_scale) and demand_scale > 0):
+            raise ConfigError(f"provisioning task: demand_scale must be > 0, got {demand_scale}")
         self.preset = preset if params == PRESETS.get(preset or "") else None
         self.params = params
+        self.demand_scale = float(demand_scale)
 
     def __repr__(self) -> str:
         label = self.preset if self.preset is not None else self.params
-        return f"{type(self).__name__}({label!r})"
+        scale = f", demand_scale={self.demand_scale:g}" if self.demand_scale != 1.0 else ""
+        return f"{type(self).__name__}({label!r}{scale})"
+
+    @property
+    def capacity_range(self) -> tuple[float, float]:
+        """The capacity bounds in real units (tokens per interval)."""
+        return self.demand_scale * self.params.a_min, self.demand_scale * self.params.a_max
+
+    def capped_from(self) -> float:
+        """The smallest demand (real units) whose optimal capacity is the upper bound."""
+        low, high = 0.0, 1.0
+        one = torch.ones(1, 1, dtype=torch.float64)
+        while self._decide_normalized(high * one).item() < 1.0 - 1e-9:
+            high *= 2.0
+            if high > 1e12:
+                return math.inf
+        for _ in range(80):
+            mid = 0.5 * (low + high)
+            if self._decide_normalized(mid * one).item() < 1.0 - 1e-9:
+                low = mid
+            else:
+                high = mid
+        return float(self.denormalize(torch.tensor(high, dtype=torch.float64)))
+
+    def fit_to_data(
+        self, demand: np.ndarray, interval_s: float
+    ) -> tuple[ProvisioningTask, str | None]:
+        """The task with its capacity range following the training ``demand`` (tokens per
+        interval): unchanged when the largest demand is decided below the upper bound,
+        else both bounds scaled (to two significant digits, rounded up) so that twice the
+        largest demand is; the note says so."""
+        values = np.asarray(demand, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            return self, None
+        largest = float(values.max())
+        cap = self.capped_from()
+        if largest < cap:
+            return self, None
+        needed = 2.0 * largest / cap * self.demand_scale
+        digits = 10.0 ** (math.floor(math.log10(needed)) - 1)
+        scale = math.ceil(needed / digits - 1e-9) * digits
+        task = ProvisioningTask(self.preset, self.params, scale)
+        lo, hi = self.capacity_range
+        new_lo, new_hi = task.capacity_range
+        note = (
+            f"provisioning task: the training demand reaches {largest:,.0f} tokens per "
+            f"interval, but the capacity range [{lo:,.0f}, {hi:,.0f}] caps the decision "
+            f"from {cap:,.0f} on; the range is scaled ×{scale:g} to [{new_lo:,.0f}, "
+            f"{new_hi:,.0f}] so that the decisions follow the demand"
+        )
+        return task, note
 
     @property
     def stationary_ratio(self) -> float:
@@ -161,14 +224,15 @@ class ProvisioningTask(DecisionTask):
         )
 
     def normalize(self, z: torch.Tensor) -> torch.Tensor:
-        """Real units → the loss's normalized units, ``max(0, (z - a_min)/(a_max - a_min))``."""
+        """Real units → the loss's normalized units,
+        ``max(0, (z / demand_scale - a_min) / (a_max - a_min))``."""
         p = self.params
-        return torch.relu((z - p.a_min) / (p.a_max - p.a_min))
+        return torch.relu((z / self.demand_scale - p.a_min) / (p.a_max - p.a_min))
 
     def denormalize(self, u: torch.Tensor) -> torch.Tensor:
-        """Normalized capacity in ``[0, 1]`` → real units in ``[a_min, a_max]``."""
+        """Normalized capacity in ``[0, 1]`` → real units in :attr:`capacity_range`."""
         p = self.params
-        return p.a_min + (p.a_max - p.a_min) * u
+        return self.demand_scale * (p.a_min + (p.a_max - p.a_min) * u)
 
     def _slot_terms(
         self, a_n: torch.Tensor, c_n: torch.Tensor
@@ -191,15 +255,16 @@ class ProvisioningTask(DecisionTask):
 
         Exact and differentiable: the gradient flows through the candidate chosen per slot.
         """
-        c_n = self.normalize(y_hat)
+        return self.denormalize(self._decide_normalized(self.normalize(y_hat)))
+
+    def _decide_normalized(self, c_n: torch.Tensor) -> torch.Tensor:
         top = c_n.clamp_max(1.0)
         stationary = torch.minimum((self.stationary_ratio * c_n).clamp_min(0.0), top)
         candidates = torch.stack(
             (stationary, top, torch.zeros_like(c_n), torch.ones_like(c_n)), dim=-1
         )
         losses = self._slot_loss(candidates, c_n.unsqueeze(-1))
-        best = candidates.gather(-1, losses.argmin(dim=-1, keepdim=True)).squeeze(-1)
-        return self.denormalize(best)
+        return candidates.gather(-1, losses.argmin(dim=-1, keepdim=True)).squeeze(-1)
 
     def cost(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-sample loss ``[B]``: mean over slots of the decision loss of ``x`` under ``y``."""
@@ -227,8 +292,14 @@ class ProvisioningTask(DecisionTask):
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """Name, preset (or ``None`` for custom constants) and every constant."""
-        return {"name": self.name, "preset": self.preset, **asdict(self.params)}
+        """Name, preset (or ``None`` for custom constants), every constant and the scale of
+        the capacity range."""
+        return {
+            "name": self.name,
+            "preset": self.preset,
+            **asdict(self.params),
+            "demand_scale": self.demand_scale,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ProvisioningTask:
@@ -238,4 +309,4 @@ class ProvisioningTask(DecisionTask):
         if missing:
             raise ConfigError(f"provisioning task dict lacks {', '.join(sorted(missing))}")
         params = ProvisioningParams(**{k: float(d[k]) for k in fields if k in d})
-        return cls(preset=d.get("preset"), params=params)
+        return cls(d.get("preset"), params, float(d.get("demand_scale", 1.0)))
