@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
@@ -65,3 +65,21 @@ def tiny_diffusion(data: TrainingData, iterations: int) -> DiffusionModel:
         progress=False,
     )
     return model
+
+
+def tiny_method_kwargs(name: str, diffusion: DiffusionModel) -> dict[str, Any]:
+    """Constructor arguments that make method ``name`` tiny (those not listed: defaults)."""
+    return {
+        "wdro": {"radius": 0.5, "steps": 3},
+        "diffusion-augment": {"diffusion": diffusion, "sampler": "ddim", "steps": 5},
+        "threed": {
+            "diffusion": diffusion,
+            "t_prime": 2,
+            "inner_epochs": 1,
+            "trajectories": 8,
+            "minibatch": 4,
+            "j_segments": 4,
+            "adversarial_samples": 4,
+            "keep_worst": 2,
+        },
+    }.get(name, {})

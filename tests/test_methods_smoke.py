@@ -4,11 +4,10 @@ the same seed gives the same numbers (the CI smoke test)."""
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import pytest
 import torch
-from conftest import small_training_data, tiny_diffusion
+from conftest import small_training_data, tiny_diffusion, tiny_method_kwargs
 
 from drdfl.config import TrainConfig, resolve_config
 from drdfl.diffusion.model import DiffusionModel
@@ -21,24 +20,6 @@ from drdfl.tasks import get_task
 
 TASK = get_task("provisioning")
 TINY = TrainConfig(epochs=2, batch_size=64, lr=1e-3, patience=None, seed=11)
-
-
-def _tiny_kwargs(name: str, diffusion: DiffusionModel) -> dict[str, Any]:
-    """Constructor arguments that make ``name`` tiny; methods not listed use their defaults."""
-    return {
-        "wdro": {"radius": 0.5, "steps": 3},
-        "diffusion-augment": {"diffusion": diffusion, "sampler": "ddim", "steps": 5},
-        "threed": {
-            "diffusion": diffusion,
-            "t_prime": 2,
-            "inner_epochs": 1,
-            "trajectories": 8,
-            "minibatch": 4,
-            "j_segments": 4,
-            "adversarial_samples": 4,
-            "keep_worst": 2,
-        },
-    }.get(name, {})
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +36,7 @@ def diffusion(data: TrainingData) -> DiffusionModel:
 def _fit(
     name: str, data: TrainingData, diffusion: DiffusionModel
 ) -> tuple[list[dict[str, float]], dict[str, torch.Tensor]]:
-    method = get_method(name, train=TINY, **_tiny_kwargs(name, diffusion))
+    method = get_method(name, train=TINY, **tiny_method_kwargs(name, diffusion))
     forecaster = build_forecaster("mlp", 7, 1, seed=3, hidden=(16, 16), dropout=0.1)
     result = method.fit(data, TASK, forecaster)
     history = [{k: v for k, v in row.items() if k != "time_s"} for row in result.history]

@@ -3,7 +3,8 @@
 Layout of a model directory::
 
     model.pt      forecaster state_dict
-    model.json    format version, forecaster spec, scaler, task, windowing, provenance
+    model.json    format version, forecaster spec, scaler, task, windowing (window, horizon,
+                  lead, interval), provenance
     config.toml   the resolved training configuration, with the data settings ([data]) the
                   suite was built from, so that evaluation rebuilds that suite
     history.csv   one row per epoch
@@ -53,6 +54,8 @@ class TrainedModel:
     config: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: slots between the last input and the first forecast slot (0: the next slot)
+    lead: int = 0
 
 
 def _toml_safe(obj: Any) -> Any:
@@ -101,6 +104,7 @@ def save_model(model: TrainedModel, directory: str | Path) -> Path:
             "task": model.task.to_dict(),
             "window": model.window,
             "horizon": model.horizon,
+            "lead": model.lead,
             "interval_s": model.interval_s,
             "method": model.method,
             "seed": model.seed,
@@ -150,6 +154,9 @@ def load_model(directory: str | Path) -> TrainedModel:
         scaler = Scaler.from_dict(meta["scaler"])
         task = task_from_dict(meta["task"])
         window, horizon = int(meta["window"]), int(meta["horizon"])
+        lead = int(meta.get("lead", 0))
+        if lead < 0:
+            raise ValueError(f"lead {lead} is negative")
     except (DrdflError, KeyError, TypeError, ValueError, AttributeError) as exc:
         what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
         raise ModelError(f"{meta_path}: bad model metadata ({what})") from None
@@ -191,6 +198,7 @@ def load_model(directory: str | Path) -> TrainedModel:
         config=config,
         history=history,
         meta=meta.get("meta", {}),
+        lead=lead,
     )
 
 

@@ -64,6 +64,14 @@ class DataConfig(StrictModel):
     )
     window: int = Field(7, ge=1, le=512)
     horizon: int = Field(1, ge=1, le=64)
+    lead: int = Field(
+        0,
+        ge=0,
+        le=4096,
+        description="slots between the decision and the first slot it is for: deciding at "
+        "slot t (having seen up to t-1) for slots t+lead … t+lead+horizon-1, e.g. the "
+        "minutes a new replica takes to start",
+    )
     test_max_rows: int = Field(100_000, ge=100, description="test series are truncated to this")
     extra_tests: list[str] = Field(
         default_factory=list, description="extra OOD test sets: dataset names or files"
@@ -124,7 +132,16 @@ class ExperimentConfig(StrictModel):
     profile: str | None = Field(None, description="the named profile this config is laid over")
     seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1)
     methods: list[str] = Field(default_factory=lambda: ["mse", "dfl"], min_length=1)
-    task: str = "provisioning:paper-code"
+    task: str = Field(
+        "provisioning:paper-code",
+        description="decision task[:preset]: provisioning (capacity in tokens per interval) "
+        "or replicas (whole GPU replicas per slot)",
+    )
+    task_params: dict[str, float] = Field(
+        default_factory=dict,
+        description="the task's own constants over its preset's, e.g. max_replicas or "
+        "tokens_per_s_per_replica for replicas",
+    )
     forecaster: str = "lstm"
     device: str = "cpu"
     threads: int | None = Field(
@@ -296,7 +313,20 @@ def resolve_config(
     if unknown:
         raise ConfigError(f"methods: unknown {unknown}; valid methods: {', '.join(ALL_METHODS)}")
     cfg.method_params = validate_method_params(cfg.method_params)
+    check_task(cfg)
     return cfg
+
+
+def check_task(cfg: ExperimentConfig) -> None:
+    """The task and its parameters build: an unknown task, preset or parameter is one
+    :class:`ConfigError` naming the key before any work."""
+    from drdfl.tasks import get_task
+
+    try:
+        get_task(cfg.task, **cfg.task_params)
+    except ConfigError as exc:
+        key = "task_params" if cfg.task_params and "parameter" in str(exc) else "task"
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def validate_method_params(

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from drdfl.data.shifts import cutout_segment, gradient_noise
-from drdfl.data.windows import Scaler, Windows
+from drdfl.data.windows import Scaler, Windows, check_shape, describe_span
 from drdfl.errors import DataError
 
 PIC_SIZE = 28
@@ -112,22 +112,25 @@ def paper_windows(
     batch_size: int = BATCH_SIZE,
     name: str = "",
     first_row: int = 0,
+    lead: int = 0,
 ) -> Windows:
     """The paper's windows, in the order its loops visit them.
 
     Rows after the last full batch of ``batch_size`` are dropped. For each batch, for
-    each target position ``t = window … row_len - horizon``, the ``batch_size`` windows
-    ``row[t-window:t] → row[t:t+horizon]`` follow each other; so every consecutive
-    block of ``batch_size`` windows is one step of the paper's training or test loop.
-    ``start`` indexes the first input slot in the series the rows were cut from
-    (``first_row`` is the index of ``rows[0]`` among that series' rows).
+    each decision position ``t = window … row_len - lead - horizon``, the ``batch_size``
+    windows ``row[t-window:t] → row[t+lead:t+lead+horizon]`` follow each other; so every
+    consecutive block of ``batch_size`` windows is one step of the paper's training or
+    test loop (the paper's own windows have ``lead = 0``). ``start`` indexes the first
+    input slot in the series the rows were cut from (``first_row`` is the index of
+    ``rows[0]`` among that series' rows).
     """
     n_rows, row_len = rows.shape
-    positions = np.arange(window, row_len - horizon + 1)
-    if window < 1 or horizon < 1 or positions.size == 0:
+    check_shape(window, horizon, lead, 1, name or "rows")
+    positions = np.arange(window, row_len - lead - horizon + 1)
+    if positions.size == 0:
         raise DataError(
             f"{name or 'rows'}: a row of {row_len} slots holds no window of "
-            f"{window} inputs + {horizon} targets"
+            f"{describe_span(window, horizon, lead)}"
         )
     n_batches = n_rows // batch_size
     if n_batches == 0:
@@ -136,13 +139,14 @@ def paper_windows(
             "(the paper's loaders drop incomplete batches)"
         )
     used = rows[: n_batches * batch_size].reshape(n_batches, batch_size, row_len)
-    cols = positions[:, None] + np.arange(-window, horizon)[None, :]  # [t, slot]
+    offsets = np.r_[np.arange(-window, 0), lead + np.arange(horizon)]
+    cols = positions[:, None] + offsets[None, :]  # [t, slot]
     # [batch, row, t, slot] -> [batch, t, row, slot]: the loop order of the paper's code
     cut = used[:, :, cols].transpose(0, 2, 1, 3)
     flat = cut.reshape(-1, window + horizon).astype(np.float32)
     row_index = first_row + np.arange(n_batches * batch_size).reshape(n_batches, 1, batch_size)
     start = (row_index * row_len + (positions - window)[None, :, None]).reshape(-1)
-    return Windows(flat[:, :window].copy(), flat[:, window:].copy(), start, name)
+    return Windows(flat[:, :window].copy(), flat[:, window:].copy(), start, name, lead)
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,7 @@ def paper_test_windows(
     row_limit: int | None = TEST_ROW_LIMIT,
     noise: tuple[PaperNoise, float] | None = None,
     seed: int = 0,
+    lead: int = 0,
 ) -> Windows:
     """Windows of a whole test file as the paper evaluates it: first ``row_limit`` values,
     own-extremes normalization, optional test-time ``noise = (kind, param)``, rows of 28,
@@ -232,7 +237,7 @@ def paper_test_windows(
     normalized, _ = paper_normalize(arr, name)
     if noise is not None:
         normalized = paper_corrupt(normalized, noise[0], noise[1], seed)
-    return paper_windows(paper_rows(normalized), window, horizon, name=name)
+    return paper_windows(paper_rows(normalized), window, horizon, name=name, lead=lead)
 
 
 def paper_leakage(train: Windows, test: Windows) -> float:

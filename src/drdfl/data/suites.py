@@ -79,11 +79,15 @@ def make_test_set(
     window: int,
     horizon: int,
     note: str = "",
+    lead: int = 0,
 ) -> TestSet:
-    """Cut ``series`` into windows normalized with the training ``scaler``."""
+    """Cut ``series`` into windows (targets ``lead`` slots after the inputs) normalized
+    with the training ``scaler``."""
     return TestSet(
         name=name,
-        windows=make_windows(scaler.transform(series.values), window, horizon, name=name),
+        windows=make_windows(
+            scaler.transform(series.values), window, horizon, name=name, lead=lead
+        ),
         scaler=scaler,
         series=series,
         w_distance=wasserstein_marginal(train_values, series.values),
@@ -98,29 +102,44 @@ def chronological_suite(
     horizon: int = 1,
     ood: list[tuple[str, Series, str]] | None = None,
     notes: list[str] | None = None,
+    lead: int = 0,
 ) -> Suite:
     """A suite from any series: chronological 70/15/15 train/validation/test split with
     gaps of one window, a scaler fitted on the training part, and the out-of-distribution
-    test series ``ood`` as ``(name, series, note)`` (real units, normalized with it)."""
-    train, val, test = split_series(series, (0.7, 0.15, 0.15), gap=window + horizon - 1)
+    test series ``ood`` as ``(name, series, note)`` (real units, normalized with it).
+    Targets start ``lead`` slots after each window's inputs."""
+    gap = window + lead + horizon - 1
+    train, val, test = split_series(series, (0.7, 0.15, 0.15), gap=gap)
     scaler = Scaler.fit(train.values)
+
+    def cut(part: Series, name: str) -> Windows:
+        return make_windows(scaler.transform(part.values), window, horizon, name=name, lead=lead)
+
     data = TrainingData(
-        train=make_windows(scaler.transform(train.values), window, horizon, name="train"),
-        val=make_windows(scaler.transform(val.values), window, horizon, name="val"),
+        train=cut(train, "train"),
+        val=cut(val, "val"),
         scaler=scaler,
         series=scaler.transform(train.values),
         interval_s=series.interval_s,
     )
     id_name = f"{series.name} (test)"
-    tests = [make_test_set(id_name, test, scaler, train.values, window, horizon, "held-out end")]
+    tests = [
+        make_test_set(id_name, test, scaler, train.values, window, horizon, "held-out end", lead)
+    ]
     tests += [
-        make_test_set(n, s, scaler, train.values, window, horizon, note) for n, s, note in ood or []
+        make_test_set(n, s, scaler, train.values, window, horizon, note, lead)
+        for n, s, note in ood or []
     ]
     return Suite(name, data, tests, train, id_name, list(notes or []))
 
 
 def synthetic_suite(
-    days: float = 2.0, window: int = 7, horizon: int = 1, interval_s: float = 5.0, seed: int = 0
+    days: float = 2.0,
+    window: int = 7,
+    horizon: int = 1,
+    interval_s: float = 5.0,
+    seed: int = 0,
+    lead: int = 0,
 ) -> Suite:
     """Train on synthetic chat demand; test on its end, on code demand and on a shift."""
     from drdfl.data.synthetic import generate
@@ -134,7 +153,7 @@ def synthetic_suite(
         ("chat→code", shift, "chat then code, switching halfway"),
     ]
     chat = Series(chat.values, "chat", chat.interval_s, chat.unit, chat.start)
-    return chronological_suite("synthetic", chat, window, horizon, ood, [])
+    return chronological_suite("synthetic", chat, window, horizon, ood, [], lead)
 
 
 def honest_suite(
@@ -142,6 +161,7 @@ def honest_suite(
     window: int = 7,
     horizon: int = 1,
     max_rows: int = 100_000,
+    lead: int = 0,
 ) -> Suite:
     """The leak-free protocol on real traces (see the module docstring)."""
     from drdfl.data.loading import load_series
@@ -160,7 +180,7 @@ def honest_suite(
         return Series(np.concatenate((a.values[:half], b.values[:half])), name, a.interval_s)
 
     # 24V's mixes use its held-out test part: the start of the week is training data.
-    conv24_test = split_series(conv24, (0.7, 0.15, 0.15), gap=window + horizon - 1)[2]
+    conv24_test = split_series(conv24, (0.7, 0.15, 0.15), gap=window + lead + horizon - 1)[2]
     ood = [
         ("24D", cut(code24, "24D"), "2024 coding trace, 5 s"),
         ("23V", cut(conv23, "23V"), "2023 conversation trace binned at 5 s by drdfl"),
@@ -175,7 +195,7 @@ def honest_suite(
         "One scaler, fitted on the training part, normalizes every test set.",
     ]
     conv = Series(conv24.values, "24V", conv24.interval_s, conv24.unit, conv24.start, conv24.meta)
-    return chronological_suite("honest", conv, window, horizon, ood, notes)
+    return chronological_suite("honest", conv, window, horizon, ood, notes, lead)
 
 
 PAPER_TESTS = {
@@ -193,6 +213,7 @@ def paper_suite(
     window: int = 7,
     horizon: int = 1,
     max_rows: int = 100_000,
+    lead: int = 0,
 ) -> Suite:
     """The paper's protocol on the files its code shipped (see :mod:`drdfl.data.paper`).
 
@@ -217,13 +238,15 @@ def paper_suite(
     train_rows, test_rows = paper_split(rows)
     n_fit = (train_rows.shape[0] // BATCH_SIZE - 1) * BATCH_SIZE
     fit_rows, val_rows = train_rows[:n_fit], train_rows[n_fit:]
-    train = paper_windows(fit_rows, window, horizon, name="train")
-    val = paper_windows(val_rows, window, horizon, name="val", first_row=n_fit)
-    test = paper_windows(test_rows, window, horizon, name="23V(Test)", first_row=len(train_rows))
+    train = paper_windows(fit_rows, window, horizon, name="train", lead=lead)
+    val = paper_windows(val_rows, window, horizon, name="val", first_row=n_fit, lead=lead)
+    test = paper_windows(
+        test_rows, window, horizon, name="23V(Test)", first_row=len(train_rows), lead=lead
+    )
     data = TrainingData(train, val, train_range, fit_rows.reshape(-1), raw.interval_s)
     length = rows.shape[1]
     test_raw = raw.values[len(train_rows) * length : len(rows) * length]
-    leak = paper_leakage(paper_windows(train_rows, window, horizon, name="train"), test)
+    leak = paper_leakage(paper_windows(train_rows, window, horizon, name="train", lead=lead), test)
     tests = [
         TestSet(
             "23V(Test)",
@@ -241,7 +264,9 @@ def paper_suite(
         tests.append(
             TestSet(
                 name,
-                paper_test_windows(series.values, name, window, horizon, row_limit=max_rows),
+                paper_test_windows(
+                    series.values, name, window, horizon, row_limit=max_rows, lead=lead
+                ),
                 train_range,
                 Series(series.values[:max_rows], name, series.interval_s, series.unit),
                 wasserstein_marginal(raw.values, series.values),
@@ -271,14 +296,14 @@ def _paper_corruptions(
     from drdfl.data.paper import paper_corrupt, paper_rows, paper_windows
 
     base = suite.test(suite.in_distribution)
-    window, horizon = base.windows.window, base.windows.horizon
+    window, horizon, lead = base.windows.window, base.windows.horizon, base.windows.lead
     u = base.scaler.transform(base.series.values)
     tests = []
     for kind, level in PAPER_CORRUPTIONS.items():
         for k, sev in enumerate(sorted({1.0, *severities})):
             noisy = paper_corrupt(u, kind, level * sev, seed + k)  # type: ignore[arg-type]
             name = f"{kind} {level * sev:.3g}"
-            windows = paper_windows(paper_rows(noisy), window, horizon, name=name)
+            windows = paper_windows(paper_rows(noisy), window, horizon, name=name, lead=lead)
             series = Series(base.scaler.inverse_transform(noisy), name, base.series.interval_s)
             tests.append(
                 TestSet(
@@ -306,7 +331,7 @@ def corruption_tests(
         return _paper_corruptions(suite, severities, seed)
     base = suite.test(suite.in_distribution)
     train = suite.train_series.values
-    window, horizon = base.windows.window, base.windows.horizon
+    window, horizon, lead = base.windows.window, base.windows.horizon, base.windows.lead
     tests = []
     for kind, level in PAPER_CORRUPTIONS.items():
         for k, sev in enumerate(sorted({1.0, *severities})):
@@ -315,7 +340,7 @@ def corruption_tests(
             series = Series(values, name, base.series.interval_s, base.series.unit)
             tests.append(
                 make_test_set(
-                    name, series, base.scaler, train, window, horizon, f"severity {sev:g}"
+                    name, series, base.scaler, train, window, horizon, f"severity {sev:g}", lead
                 )
             )
     return tests

@@ -56,13 +56,16 @@ class Scaler:
 class Windows:
     """Input windows ``x [N, w]`` and targets ``y [N, h]`` in normalized units.
 
-    ``start`` holds the index (in the source series) of each window's first input slot.
+    ``start`` holds the index (in the source series) of each window's first input slot;
+    the targets begin ``lead`` slots after the last input (the decision made at slot
+    ``start + w`` is for slots ``start + w + lead`` … ``start + w + lead + h - 1``).
     """
 
     x: np.ndarray
     y: np.ndarray
     start: np.ndarray
     name: str = ""
+    lead: int = 0
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -75,6 +78,11 @@ class Windows:
     def horizon(self) -> int:
         return int(self.y.shape[1])
 
+    @property
+    def span(self) -> int:
+        """Slots of the series one window covers: inputs, lead and targets."""
+        return self.window + self.lead + self.horizon
+
     def tensors(self, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, y)`` as float32 tensors on ``device``."""
         return (
@@ -83,37 +91,59 @@ class Windows:
         )
 
     def subset(self, index: np.ndarray) -> Windows:
-        return Windows(self.x[index], self.y[index], self.start[index], self.name)
+        return Windows(self.x[index], self.y[index], self.start[index], self.name, self.lead)
 
     @staticmethod
     def concat(parts: list[Windows], name: str = "") -> Windows:
+        leads = {p.lead for p in parts}
+        if len(leads) > 1:
+            raise DataError(f"{name or 'windows'}: cannot join windows of leads {sorted(leads)}")
         return Windows(
             np.concatenate([p.x for p in parts]),
             np.concatenate([p.y for p in parts]),
             np.concatenate([p.start for p in parts]),
             name,
+            leads.pop() if leads else 0,
         )
+
+
+def check_shape(window: int, horizon: int, lead: int, stride: int, name: str) -> int:
+    """The slots one window spans (``window + lead + horizon``); :class:`DataError` naming
+    ``name`` when a size is out of range."""
+    if window < 1 or horizon < 1 or stride < 1 or lead < 0:
+        raise DataError(
+            f"{name}: window, horizon and stride must be >= 1 and lead >= 0 "
+            f"(got window={window}, horizon={horizon}, stride={stride}, lead={lead})"
+        )
+    return window + lead + horizon
+
+
+def describe_span(window: int, horizon: int, lead: int) -> str:
+    """``"7 inputs + 1 targets"``, with the lead between them when there is one."""
+    gap = f" + {lead} lead" if lead else ""
+    return f"{window} inputs{gap} + {horizon} targets"
 
 
 def make_windows(
-    values: np.ndarray, window: int, horizon: int, stride: int = 1, name: str = ""
+    values: np.ndarray,
+    window: int,
+    horizon: int,
+    stride: int = 1,
+    name: str = "",
+    lead: int = 0,
 ) -> Windows:
-    """All windows of ``window`` inputs followed by ``horizon`` targets, every ``stride`` slots."""
+    """All windows of ``window`` inputs, then ``lead`` slots skipped, then ``horizon``
+    targets, every ``stride`` slots."""
     values = np.asarray(values, dtype=np.float32)
-    if window < 1 or horizon < 1 or stride < 1:
-        raise DataError(
-            f"{name or 'series'}: window, horizon and stride must be >= 1 "
-            f"(got window={window}, horizon={horizon}, stride={stride})"
-        )
-    need = window + horizon
+    need = check_shape(window, horizon, lead, stride, name or "series")
     if values.ndim != 1 or values.shape[0] < need:
         raise DataError(
             f"{name or 'series'}: {values.shape[0] if values.ndim == 1 else values.shape} slots "
-            f"cannot hold one window of {window} inputs + {horizon} targets ({need} slots)"
+            f"cannot hold one window of {describe_span(window, horizon, lead)} ({need} slots)"
         )
     views = np.lib.stride_tricks.sliding_window_view(values, need)[::stride]
     start = np.arange(0, values.shape[0] - need + 1, stride)
-    return Windows(views[:, :window].copy(), views[:, window:].copy(), start, name)
+    return Windows(views[:, :window].copy(), views[:, window + lead :].copy(), start, name, lead)
 
 
 def chronological_split(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from drdfl.data.windows import Windows
+from drdfl.data.windows import Windows, check_shape, describe_span
 from drdfl.errors import DataError
 
 
@@ -46,32 +46,32 @@ def cut_segments(values: np.ndarray, segment_length: int, stride: int | None = N
 
 
 def segments_to_windows(
-    segments: np.ndarray, window: int, horizon: int, stride: int = 1, name: str = "generated"
+    segments: np.ndarray,
+    window: int,
+    horizon: int,
+    stride: int = 1,
+    name: str = "generated",
+    lead: int = 0,
 ) -> Windows:
     """Forecasting windows cut from each segment, never across two segments.
 
-    The same windowing as :func:`drdfl.data.windows.make_windows` applied to every row of
-    ``segments [n, L]``; ``start`` indexes the segments laid end to end (segment ``i``
-    starts at slot ``i · L``).
+    The same windowing as :func:`drdfl.data.windows.make_windows` (``lead`` slots between
+    inputs and targets) applied to every row of ``segments [n, L]``; ``start`` indexes the
+    segments laid end to end (segment ``i`` starts at slot ``i · L``).
     """
     segments = np.asarray(segments, dtype=np.float32)
     if segments.ndim != 2:
         raise DataError(f"{name}: expected segments [n, L], got shape {segments.shape}")
-    if window < 1 or horizon < 1 or stride < 1:
-        raise DataError(
-            f"{name}: window, horizon and stride must be >= 1 "
-            f"(got window={window}, horizon={horizon}, stride={stride})"
-        )
+    need = check_shape(window, horizon, lead, stride, name)
     n, length = segments.shape
-    need = window + horizon
     if length < need:
         raise DataError(
-            f"{name}: segments of {length} slots cannot hold one window of {window} inputs "
-            f"+ {horizon} targets ({need} slots)"
+            f"{name}: segments of {length} slots cannot hold one window of "
+            f"{describe_span(window, horizon, lead)} ({need} slots)"
         )
     views = np.lib.stride_tricks.sliding_window_view(segments, need, axis=1)[:, ::stride]
     per_segment = views.shape[1]
     flat = views.reshape(n * per_segment, need)
     offsets = np.arange(0, length - need + 1, stride)
     start = (np.arange(n)[:, None] * length + offsets[None, :]).reshape(-1)
-    return Windows(flat[:, :window].copy(), flat[:, window:].copy(), start, name)
+    return Windows(flat[:, :window].copy(), flat[:, window + lead :].copy(), start, name, lead)

@@ -24,6 +24,7 @@ from pydantic import Field
 from torch import nn
 
 from drdfl.data.shifts import apply_corruption
+from drdfl.data.windows import describe_span
 from drdfl.diffusion.segments import segments_to_windows
 from drdfl.errors import ConfigError, DataError
 from drdfl.methods.base import TrainingData
@@ -53,7 +54,7 @@ def _window_slots(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Series slot of every input ``[N, w]`` and target ``[N, h]`` of the training windows."""
     train = data.train
-    need = int(train.start.max()) + train.window + train.horizon if len(train) else 0
+    need = int(train.start.max()) + train.span if len(train) else 0
     if need > len(data.series):
         raise DataError(
             f"{name}: training windows reach slot {need - 1} but the training series "
@@ -61,7 +62,7 @@ def _window_slots(
         )
     start = torch.as_tensor(train.start, dtype=torch.long, device=device)[:, None]
     x_index = start + torch.arange(train.window, device=device)
-    y_index = start + train.window + torch.arange(train.horizon, device=device)
+    y_index = start + train.window + train.lead + torch.arange(train.horizon, device=device)
     return x_index, y_index
 
 
@@ -345,12 +346,12 @@ class DiffusionAugmentMethod(TrainedMethod):
         self.diffusion = reference_model(
             p.diffusion, real, p.preset, p.diffusion_iterations, self.train.seed
         )
-        window, horizon = data.train.window, data.train.horizon
-        per_segment = self.diffusion.segment_length - window - horizon + 1
+        window, horizon, self._lead = data.train.window, data.train.horizon, data.train.lead
+        per_segment = self.diffusion.segment_length - data.train.span + 1
         if per_segment < 1:
             raise DataError(
                 f"{self.name}: diffusion segments of {self.diffusion.segment_length} slots "
-                f"cannot hold one window of {window} inputs + {horizon} targets"
+                f"cannot hold one window of {describe_span(window, horizon, self._lead)}"
             )
         self._n_real = round(self.real_fraction * len(data.train))
         self._n_generated = len(data.train) - self._n_real
@@ -368,7 +369,7 @@ class DiffusionAugmentMethod(TrainedMethod):
         self.diffusion.train(was_training)
         u = to_training_units(self.diffusion, self._scaler, u.detach().cpu().double().numpy())
         self._segments = u[:_KEPT_SEGMENTS]
-        windows = segments_to_windows(u, self._x.shape[1], self._y.shape[1])
+        windows = segments_to_windows(u, self._x.shape[1], self._y.shape[1], lead=self._lead)
         return windows.tensors(self._x.device)
 
     def epoch_windows(

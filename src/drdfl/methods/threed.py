@@ -100,6 +100,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from drdfl.data.windows import describe_span
 from drdfl.diffusion.ddpm import score_matching_loss
 from drdfl.diffusion.divergence import Tail, path_kl, tail_with_kl
 from drdfl.diffusion.model import DiffusionModel, DiffusionModelConfig, get_preset
@@ -305,6 +306,11 @@ class ThreeDLearning(TrainedMethod):
                 f"threed: the training series ({data.series.shape[0]} slots) is shorter than "
                 f"one diffusion segment ({length} slots)"
             )
+        if length < data.train.span:
+            raise ConfigError(
+                f"threed: diffusion segments of {length} slots cannot hold one window of "
+                f"{describe_span(data.train.window, data.train.horizon, data.train.lead)}"
+            )
         self.data_scaler = data.scaler
         self.reference.eval()
         for param in self.reference.parameters():
@@ -315,6 +321,7 @@ class ThreeDLearning(TrainedMethod):
         # The level direction (μ/τ, log(s/τ)): zero is the reference's N(0, τ²).
         self.level = torch.zeros(2, device=device, requires_grad=True)
         self.window, self.horizon = data.train.window, data.train.horizon
+        self.lead = data.train.lead
         self.rng = np.random.default_rng(self.train.seed)
         self.series = self.reference.scaler.transform(real)
         self.real_series = np.asarray(data.series, dtype=np.float64)
@@ -446,12 +453,12 @@ class ThreeDLearning(TrainedMethod):
         same for every segment) gives an unbiased estimate of the mean at a fraction of
         the cost and memory; without one every window is priced.
         """
-        cut = segments.unfold(1, self.window + self.horizon, 1)  # [n, m, w + h]
+        cut = segments.unfold(1, self.window + self.lead + self.horizon, 1)  # [n, m, w + L + h]
         if generator is not None and cut.shape[1] > self.params.window_sample:
             pick = torch.randperm(cut.shape[1], generator=generator)[: self.params.window_sample]
             cut = cut[:, pick.to(cut.device)]
         x = cut[..., : self.window].reshape(-1, self.window)
-        y = cut[..., self.window :].reshape(-1, self.horizon)
+        y = cut[..., self.window + self.lead :].reshape(-1, self.horizon)
         pred = forecaster(x)
         if objective is None:
             losses = self.losses(pred, y)
@@ -661,7 +668,7 @@ class ThreeDLearning(TrainedMethod):
             self.worst = adv_np[np.argsort(-adv_losses.cpu().numpy())[: p.keep_worst]]
             order = np.argsort(-ref_regret.cpu().numpy())[: p.keep_worst]
             self.worst_reference = ref_np[order]
-        windows = segments_to_windows(adv_np, self.window, self.horizon)
+        windows = segments_to_windows(adv_np, self.window, self.horizon, lead=self.lead)
         x_adv, y_adv = windows.tensors(self._x.device)
         budget = self._x.shape[0]
         n_real = round(p.real_fraction * budget)

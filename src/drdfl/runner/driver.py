@@ -123,15 +123,25 @@ class Run:
         self.jobs = jobs or cfg.jobs or available_cores()
         #: the inputs' fingerprint, once validated
         self.fingerprint: dict[str, Any] | None = None
+        #: what the task changed to fit the training data (e.g. its capacity range)
+        self.task_note: str | None = None
 
     @property
     def data(self) -> RunData:
         return run_data(self.cfg)
 
     def validate(self) -> dict[str, Any]:
-        """Build the data and every user test set (raising on any problem) and return the
-        inputs' fingerprint. Writes nothing."""
+        """Build the data, the task for it and every user test set (raising on any
+        problem) and return the inputs' fingerprint. Writes nothing."""
+        from drdfl.runner.steps import fitted_task
+
         _ = self.data.extra_tests
+        suite = self.data.suite
+        _, self.task_note = fitted_task(
+            self.cfg.task, self.cfg.task_params, suite.train_series.values, suite.data.interval_s
+        )
+        if self.task_note is not None:
+            log.warning(self.task_note)
         self.fingerprint = input_fingerprint(self.cfg, self.data)
         return self.fingerprint
 
@@ -247,7 +257,7 @@ class Run:
                 "code": self.code(),
                 # every planned unit: the report insists on each (or on its failure record)
                 "units": [{"label": u.label, "seed": u.seed} for u in self.units],
-                "notes": suite.notes,
+                "notes": [*suite.notes, *([self.task_note] if self.task_note else [])],
                 "test_sets": [
                     {"name": t.name, "w_distance": t.w_distance, "note": t.note}
                     for t in suite.tests

@@ -38,6 +38,18 @@ class DegenerateDataWarning(UserWarning):
     """Training data a forecaster cannot learn from (constant, all zero)."""
 
 
+class TaskFitWarning(DegenerateDataWarning):
+    """The task was adapted to the training data (e.g. its capacity range scaled)."""
+
+
+def fitted_task(
+    spec: str, params: dict[str, Any] | None, train_values: np.ndarray, interval_s: float
+) -> tuple[Any, str | None]:
+    """The task ``spec`` (with ``params``) made for the training series (real units), and
+    the note saying what was changed for it."""
+    return get_task(spec, **(params or {})).fit_to_data(train_values, interval_s)
+
+
 def build_suite(data: DataConfig, seed: int = 0) -> Suite:
     """The suite named by ``data.suite`` with ``data``'s windowing; it records ``data`` and
     ``seed`` (``suite.config``) so that a model trained on it can rebuild it."""
@@ -45,14 +57,21 @@ def build_suite(data: DataConfig, seed: int = 0) -> Suite:
         from drdfl.data.binning import parse_interval
 
         suite = synthetic_suite(
-            data.synthetic_days, data.window, data.horizon, parse_interval(data.interval), seed
+            data.synthetic_days,
+            data.window,
+            data.horizon,
+            parse_interval(data.interval),
+            seed,
+            data.lead,
         )
     elif data.suite == "honest":
-        suite = honest_suite(data.data_dir, data.window, data.horizon, data.test_max_rows)
+        suite = honest_suite(
+            data.data_dir, data.window, data.horizon, data.test_max_rows, data.lead
+        )
     elif data.suite == "paper":
         from drdfl.evaluation.suites import paper_suite
 
-        suite = paper_suite(data.data_dir, data.window, data.horizon, data.test_max_rows)
+        suite = paper_suite(data.data_dir, data.window, data.horizon, data.test_max_rows, data.lead)
     else:
         raise ConfigError(f"data.suite: unknown suite {data.suite!r}")
     suite.config = {"data": data.model_dump(mode="json"), "suite_seed": seed}
@@ -64,6 +83,7 @@ def train_model(
     suite: Suite,
     *,
     task: str = "provisioning:paper-code",
+    task_params: dict[str, Any] | None = None,
     forecaster: str = "lstm",
     train: TrainConfig | None = None,
     seed: int = 0,
@@ -82,15 +102,24 @@ def train_model(
             DegenerateDataWarning,
             stacklevel=2,
         )
-    decision_task = get_task(task)
     data = suite.data
+    decision_task, task_note = fitted_task(
+        task, task_params, suite.train_series.values, data.interval_s
+    )
+    if task_note is not None:
+        warnings.warn(task_note, TaskFitWarning, stacklevel=2)
+    lead = data.train.lead
     model = build_forecaster(forecaster, data.train.window, data.train.horizon, seed=seed)
     if warm_start is not None:
         start = warm_start if isinstance(warm_start, TrainedModel) else load_model(warm_start)
-        if (start.window, start.horizon) != (data.train.window, data.train.horizon):
+        if (start.window, start.horizon, start.lead) != (
+            data.train.window,
+            data.train.horizon,
+            lead,
+        ):
             raise ConfigError(
-                f"warm start has window/horizon {start.window}/{start.horizon}, the data "
-                f"{data.train.window}/{data.train.horizon}"
+                f"warm start has window/horizon/lead {start.window}/{start.horizon}/"
+                f"{start.lead}, the data {data.train.window}/{data.train.horizon}/{lead}"
             )
         model = start.forecaster
     params = dict(method_params or {})
@@ -109,6 +138,7 @@ def train_model(
             "train": train.model_dump(),
             "method_params": params,
             "task": task,
+            "task_params": dict(task_params or {}),
             **suite.config,
         },
         history=result.history,
@@ -117,7 +147,9 @@ def train_model(
             "wall_time_s": result.wall_time_s,
             "best_epoch": result.artifacts.get("best_epoch"),
             "torch": torch.__version__,
+            **({"task_note": task_note} if task_note is not None else {}),
         },
+        lead=lead,
     )
     trained.meta["train_series"] = suite.train_series.name
     return trained, result
@@ -147,9 +179,10 @@ def user_test_sets(
     train_values: np.ndarray,
     data_dir: str | Path | None = None,
     tokens: str = "context",
+    lead: int = 0,
 ) -> list[TestSet]:
     """Test sets from datasets or files a user brings, binned at ``interval_s`` and
-    normalized with the training ``scaler``."""
+    normalized with the training ``scaler`` (targets ``lead`` slots after the inputs)."""
     from drdfl.data.loading import load_series
 
     tests: list[TestSet] = []
@@ -157,7 +190,14 @@ def user_test_sets(
         series = load_series(spec, data_dir, interval=interval_s, tokens=tokens)
         tests.append(
             make_test_set(
-                series.name, series, scaler, train_values, window, horizon, f"user test set {spec}"
+                series.name,
+                series,
+                scaler,
+                train_values,
+                window,
+                horizon,
+                f"user test set {spec}",
+                lead,
             )
         )
     check_unique_names(tests)
@@ -214,7 +254,9 @@ def evaluate_model(
             data = trained.model_copy(update={"suite": base})
             suite_seed = int(model.config.get("suite_seed", 0))
         else:
-            data = DataConfig(suite=base, window=model.window, horizon=model.horizon)
+            data = DataConfig(
+                suite=base, window=model.window, horizon=model.horizon, lead=model.lead
+            )
             suite_seed = 0
             notes.append(
                 f"{path} stores no data settings (saved by an older drdfl): evaluated on the "
@@ -240,6 +282,7 @@ def evaluate_model(
             train_values,
             data_dir if data_dir is not None or trained is None else trained.data_dir,
             tokens=trained.tokens if trained is not None else "context",
+            lead=model.lead,
         )
     check_unique_names(test_sets)
     table, scores = evaluate_tests(model.forecaster, test_sets, model.task, **scoring)
@@ -264,14 +307,17 @@ def _rescaled(test: TestSet, model: TrainedModel, train_values: np.ndarray) -> T
         model.window,
         model.horizon,
         test.note,
+        model.lead,
     )
 
 
 __all__ = [
     "DegenerateDataWarning",
     "ExperimentConfig",
+    "TaskFitWarning",
     "build_suite",
     "evaluate_model",
+    "fitted_task",
     "save_trained",
     "train_model",
     "user_test_sets",

@@ -62,6 +62,7 @@ class RunData:
             self.suite.train_series.values,
             self.config.data_dir,
             self.config.tokens,
+            self.config.lead,
         )
         return tests
 
@@ -90,7 +91,7 @@ class RunData:
         for t in self.suite.tests:
             order = np.argsort(t.windows.start, kind="stable")
             cut = int(SKYLINE_FIT * order.shape[0])
-            gap = t.windows.window + t.windows.horizon - 1
+            gap = t.windows.span - 1
             fit, score = order[:cut], order[cut + gap :]
             if fit.shape[0] < 2 or score.shape[0] < 1:
                 continue
@@ -196,6 +197,7 @@ def run_unit(cfg: ExperimentConfig, unit: Unit, folder: Path, cache: Path) -> di
         unit.method,
         data.suite,
         task=cfg.task,
+        task_params=cfg.task_params,
         forecaster=cfg.forecaster,
         train=train_cfg,
         seed=unit.seed,
@@ -262,7 +264,13 @@ def _run_skyline(
         local = Suite(f"skyline:{name}", local_data, [], test.series, name)
         start = time.perf_counter()
         model, _ = train_model(
-            "dfl", local, task=cfg.task, forecaster=cfg.forecaster, train=train_cfg, seed=unit.seed
+            "dfl",
+            local,
+            task=cfg.task,
+            task_params=cfg.task_params,
+            forecaster=cfg.forecaster,
+            train=train_cfg,
+            seed=unit.seed,
         )
         timings.append(_timing(unit, "train", time.perf_counter() - start))
         scored = TestSet(name, score, test.scaler, test.series, test.w_distance, test.note)
