@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from drdfl.cli import main
-from drdfl.methods.registry import METHOD_NAMES, METHODS, SHARED_HISTORY
+from drdfl.methods.registry import METHOD_NAMES, METHODS, SHARED_HISTORY, online_label
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +33,9 @@ def test_every_registered_method_runs_and_reports_its_diagnostics(
         "method_params.threed.trajectories=8",
         "method_params.threed.adversarial_samples=8",
         "method_params.diffusion-augment.samples=8",
+        "method_params.naive-seasonal.period=7",  # one day is longer than the quick windows
+        "evaluation.online=true",
+        "evaluation.online_halflife=64",
     ]
     args = ["run", "--profile", "quick", "--out", str(out), "--no-progress", "--jobs", "1"]
     for item in settings:
@@ -42,7 +45,9 @@ def test_every_registered_method_runs_and_reports_its_diagnostics(
     assert exc.value.code == 0, capsys.readouterr().err
 
     results = pd.read_csv(out / "results.csv")
-    assert set(results["method"]) == set(METHOD_NAMES)
+    assert set(results["method"]) == {*METHOD_NAMES, *map(online_label, METHOD_NAMES)}
+    online = results[results["method"].str.endswith("+online")]
+    assert set(online["suite"]) == {"synthetic"}
     histories = pd.read_csv(out / "histories.csv")
     report = (out / "report.md").read_text(encoding="utf-8")
     for name in METHOD_NAMES:
@@ -50,6 +55,10 @@ def test_every_registered_method_runs_and_reports_its_diagnostics(
         own = histories[histories["method"] == name].dropna(axis=1, how="all")
         written = set(own.columns) - {"method", "seed"} - set(SHARED_HISTORY)
         assert written <= set(spec.history), (name, written - set(spec.history))
+        if spec.untrained:  # trains nothing: what it chose is a table, not a curve
+            training = report[report.index("## Training curves") :]
+            assert f"| {name} |" in training, name
+            continue
         if not spec.history:
             continue
         assert written, f"{name} declares diagnostics but wrote none"

@@ -111,6 +111,15 @@ class EvaluationConfig(StrictModel):
     cvar_alpha: float = Field(0.9, ge=0, lt=1)
     bootstrap: int = Field(500, ge=10)
     skyline: bool = True
+    online: bool = Field(
+        False,
+        description="also score every method with online recalibration: the test set walked "
+        "in time order, each decision corrected by what the slots already observed cost "
+        "(rows `<method>+online`)",
+    )
+    online_halflife: float = Field(
+        256.0, gt=1, description="windows after which an observed regret counts half online"
+    )
 
 
 class ReportConfig(StrictModel):
@@ -143,6 +152,17 @@ class ExperimentConfig(StrictModel):
         "tokens_per_s_per_replica for replicas",
     )
     forecaster: str = "lstm"
+    anchor: Literal["none", "last", "mean", "ets"] = Field(
+        "none",
+        description="the rule every trained forecaster corrects (none: a plain network); "
+        "untrained, an anchored forecaster forecasts exactly its rule",
+    )
+    anchor_alpha: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="smoothing constant of the ets anchor (None: chosen by training regret)",
+    )
     device: str = "cpu"
     threads: int | None = Field(
         None,
@@ -172,8 +192,8 @@ class ExperimentConfig(StrictModel):
         return seeds
 
 
-#: Every method of the comparison, in report order.
-ALL_METHODS = list(METHOD_NAMES)
+#: Every method of the comparison, in report order (those the profiles can run).
+ALL_METHODS = [m for m in METHOD_NAMES if METHODS[m].in_profiles]
 
 #: Named profiles: partial configs layered over the defaults.
 PROFILES: dict[str, dict[str, Any]] = {
@@ -313,6 +333,7 @@ def resolve_config(
     if unknown:
         raise ConfigError(f"methods: unknown {unknown}; valid methods: {', '.join(ALL_METHODS)}")
     cfg.method_params = validate_method_params(cfg.method_params)
+    check_windows(cfg)
     check_task(cfg)
     return cfg
 
@@ -327,6 +348,25 @@ def check_task(cfg: ExperimentConfig) -> None:
     except ConfigError as exc:
         key = "task_params" if cfg.task_params and "parameter" in str(exc) else "task"
         raise ConfigError(f"{key}: {exc}") from None
+
+
+def check_windows(cfg: ExperimentConfig) -> None:
+    """Every configured method and the anchor can run on the data's windows: a rule that
+    needs more slots than ``data.window`` is one :class:`ConfigError` before any work."""
+    from drdfl.data.binning import parse_interval
+    from drdfl.models.naive import check_window
+
+    data = cfg.data
+    interval_s = parse_interval(data.interval) if data.suite == "synthetic" else 5.0
+    lead = data.lead
+    if cfg.anchor != "none":
+        check_window(cfg.anchor, data.window, "anchor")
+    for name in dict.fromkeys(cfg.methods):
+        spec = METHODS[name]
+        params = parse_model(
+            spec.params_model, dict(cfg.method_params.get(name, {})), f"method_params.{name}"
+        )
+        spec.cls.check_data(params, data.window, data.horizon, lead, interval_s)
 
 
 def validate_method_params(
@@ -466,6 +506,7 @@ def expand_grid(cfg: ExperimentConfig, grid: dict[str, list[Any]]) -> list[Point
             point_cfg = parse_model(ExperimentConfig, data)
             assert isinstance(point_cfg, ExperimentConfig)
             point_cfg.method_params = validate_method_params(point_cfg.method_params)
+            check_windows(point_cfg)
         except ConfigError as exc:
             raise ConfigError(f"grid point {label}: {exc}") from None
         values = dict(zip(keys, combo, strict=True))

@@ -176,7 +176,7 @@ class NaiveMethod(Method):
     def fit(self, data: TrainingData, task: DecisionTask, forecaster: nn.Module) -> FitResult:
         start = time.perf_counter()
         window, horizon = data.train.window, data.train.horizon
-        lead = int(getattr(data.train, "lead", 0))
+        lead = data.train.lead
         x, y = _evenly(*data.train.tensors(), MAX_FIT_WINDOWS)
         self.check_data(self.params, window, horizon, lead, data.interval_s)
         constants = self.constants(data, task, x, y)

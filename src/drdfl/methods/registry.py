@@ -43,6 +43,8 @@ _MARKERS = "osD^vP<>Xph*"
 SKYLINE = "skyline"
 #: suffix of the MSE-objective ablation of a method (``threed-mse``)
 MSE_SUFFIX = "-mse"
+#: suffix of a run scored with online recalibration (``dfl+online``)
+ONLINE_SUFFIX = "+online"
 _SWEEP = re.compile(r"^(?P<method>[a-z0-9-]+)@(?P<budget>[0-9.eE+-]+)$")
 
 
@@ -295,11 +297,21 @@ def get_spec(name: str) -> MethodSpec:
         ) from None
 
 
+def online_label(label: str) -> str:
+    """The label of ``label``'s run scored with online recalibration."""
+    return label + ONLINE_SUFFIX
+
+
 def parse_label(label: str) -> tuple[str, str]:
     """``(method, variant)`` of a run label: ``("threed", "mse")`` for ``threed-mse``,
-    ``("threed", "@0.03")`` for a budget-sweep point, ``("skyline", "")``, ``(m, "")``."""
+    ``("threed", "@0.03")`` for a budget-sweep point, ``("dfl", "online")`` for
+    ``dfl+online`` (``"mse+online"`` for ``threed-mse+online``), ``("skyline", "")``,
+    ``(m, "")``."""
     if label in METHODS or label == SKYLINE:
         return label, ""
+    if label.endswith(ONLINE_SUFFIX):
+        method, variant = parse_label(label[: -len(ONLINE_SUFFIX)])
+        return method, (variant + "+" if variant else "") + "online"
     sweep = _SWEEP.match(label)
     if sweep and sweep["method"] in METHODS:
         return sweep["method"], "@" + sweep["budget"]
@@ -330,9 +342,13 @@ def label_order(label: str) -> tuple[int, int, float, str]:
     rank = METHOD_NAMES.index(method)
     if not variant:
         return (0, rank, -2.0, label)
-    if variant == "mse":
+    if variant == "online":
+        return (0, rank, -1.5, label)
+    if variant.startswith("mse"):
         return (0, rank, -1.0, label)
-    return (0, rank, float(variant[1:]), label)
+    if variant.startswith("@"):
+        return (0, rank, float(variant[1:].removesuffix("+online")), label)
+    return (0, rank, 0.0, label)
 
 
 def label_style(label: str) -> dict[str, Any]:
@@ -344,7 +360,7 @@ def label_style(label: str) -> dict[str, Any]:
         spec = METHODS[method]
         index = METHOD_NAMES.index(method)
         color = spec.color
-        hatch = {"": spec.hatch, "mse": "//"}.get(variant, "xx")
+        hatch = {"": spec.hatch, "mse": "//", "online": ".."}.get(variant, "xx")
     else:
         index = zlib.crc32(label.encode())
         color, hatch = _FALLBACK[index % len(_FALLBACK)], ""
@@ -366,6 +382,7 @@ __all__ = [
     "METHODS",
     "METHOD_NAMES",
     "OKABE_ITO",
+    "ONLINE_SUFFIX",
     "REGISTRY",
     "SHARED_HISTORY",
     "SKYLINE",
@@ -375,6 +392,7 @@ __all__ = [
     "history_columns",
     "label_order",
     "label_style",
+    "online_label",
     "parse_label",
     "sweep_budget",
 ]

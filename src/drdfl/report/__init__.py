@@ -9,6 +9,7 @@ as Markdown and makes the HTML from that Markdown (:mod:`drdfl.report.render`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from drdfl._io import write_text
 from drdfl.report.outputs import RunOutputs, load_run
@@ -37,6 +38,7 @@ def write_report(out_dir: str | Path, title: str | None = None) -> dict[str, Pat
     figs = sections.FigureWriter(out)
     blocks = [
         *sections.overview(run, title),
+        *sections.verdict(run),
         *sections.quality_gate(run),
         *sections.test_sets(run),
         *sections.main_tables(run),
@@ -60,19 +62,35 @@ def summary_text(out_dir: str | Path) -> str:
     """The main suite's normalized-regret table as plain text for a terminal.
 
     One line per method, one column per test set, a ``W-dist.`` line first; ``*`` marks
-    the best mean of each column.
+    the best mean of each column, ``†`` a trained method worse than the best untrained
+    rule (the last line). Runs scored online get a second table.
     """
+    from drdfl.methods.registry import ONLINE_SUFFIX
     from drdfl.report.sections import table_block
-    from drdfl.report.tables import main_suites, plot_methods, seed_table
+    from drdfl.report.tables import is_untrained, main_suites, plot_methods, seed_table
 
     run = load_run(out_dir)
     suites = main_suites(run.results)
     if not suites:
         return "no main-suite results"
     in_suite = run.results[run.results["suite"] == suites[0]]
-    table = seed_table(run.results, suites[0], plot_methods(in_suite))
-    block = table_block(table, run)
+    methods = plot_methods(in_suite)
+    offline = [m for m in methods if not m.endswith(ONLINE_SUFFIX)]
+    online = [m for m in methods if m.endswith(ONLINE_SUFFIX)]
     w = in_suite[in_suite["metric"] == "w_distance"].groupby("test_set")["value"].mean()
+    head = (
+        f"normalized regret on `{suites[0]}` (mean ± 95 % CI over seeds; * best per column; "
+        "† worse than the best untrained rule, last line)"
+    )
+    parts = [head, _text_table(table_block(seed_table(run.results, suites[0], offline), run), w)]
+    if online:
+        rules = [m for m in offline if is_untrained(m)]
+        table = table_block(seed_table(run.results, suites[0], [*rules, *online]), run)
+        parts += ["", "with online recalibration:", _text_table(table, w)]
+    return "\n".join(parts)
+
+
+def _text_table(block: Any, w: Any) -> str:
     w_line = ["W-dist.", *(f"{w[c]:.3g}" if c in w else "" for c in block.header[1:])]
     # Two trailing characters on every cell keep the numbers aligned, marked or not.
     rows = [
@@ -89,5 +107,4 @@ def summary_text(out_dir: str | Path) -> str:
         for line in lines
     ]
     text.insert(1, "  ".join("-" * width for width in widths))
-    head = f"normalized regret on `{suites[0]}` (mean ± 95 % CI over seeds; * best per column)"
-    return "\n".join([head, *text])
+    return "\n".join(text)

@@ -7,6 +7,7 @@ shown as ``n/a`` with the reason.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from drdfl._io import atomic_open
 from drdfl.evaluation.suites import PAPER_CORRUPTIONS
 from drdfl.methods.registry import (
     METHODS,
+    ONLINE_SUFFIX,
     SHARED_HISTORY,
     SKYLINE,
     history_columns,
@@ -28,16 +30,22 @@ from drdfl.report import figures
 from drdfl.report.outputs import SAMPLE_SETS, RunOutputs, failed_units
 from drdfl.report.render import Block, Bullets, Code, Figure, Heading, Para, Table, skipped
 from drdfl.report.tables import (
+    BEST_ATOL,
     CORRUPTIONS,
     MAIN_METRIC,
     NA,
     SeedTable,
+    best_untrained,
     cell,
     ci_frame,
     decimals,
+    is_trained,
+    is_untrained,
     main_suites,
     number,
     order_methods,
+    paired_difference,
+    per_seed,
     plot_methods,
     seed_table,
 )
@@ -46,6 +54,8 @@ from drdfl.report.tables import (
 REFERENCE = "dfl"
 #: marks a result that rests on a reference model that failed its quality gate
 GATE_FLAG = "⚠"
+#: marks a trained method's cell that is worse than the column's best untrained rule
+UNTRAINED_MARK = "†"
 
 
 class FigureWriter:
@@ -87,21 +97,41 @@ def flagged(run: RunOutputs, label: str) -> bool:
 def table_block(
     table: SeedTable, run: RunOutputs | None = None, exclude: Sequence[str] = (SKYLINE,)
 ) -> Table:
-    """``table`` as text, methods as rows; the best mean of each column in bold."""
+    """``table`` as text, methods as rows; the best mean of each column in bold; a
+    trained method worse than the column's best untrained rule marked
+    :data:`UNTRAINED_MARK`, and that rule in a last row."""
     mean, half = table.mean.to_numpy(dtype=float), table.half.to_numpy(dtype=float)
     n = table.n.fillna(0).to_numpy(dtype=float)
     digits = decimals(mean)
     best = table.best(exclude, digits).to_numpy()
+    baseline = best_untrained(table)
+    loses = (
+        baseline.loses(table, digits).to_numpy()
+        if baseline is not None
+        else np.zeros(mean.shape, dtype=bool)
+    )
     out = Table(["method", *map(str, table.mean.columns)], [])
     for i, method in enumerate(table.mean.index):
         label = str(method)
         if run is not None and flagged(run, label):
             label += f" {GATE_FLAG}"
         cells = [
-            cell(mean[i, j], half[i, j], n[i, j], table.seeds, digits) for j in range(n.shape[1])
+            cell(mean[i, j], half[i, j], n[i, j], table.seeds, digits)
+            + (f" {UNTRAINED_MARK}" if loses[i, j] else "")
+            for j in range(n.shape[1])
         ]
         out.rows.append([label, *cells])
         out.best |= {(i, 1 + int(j)) for j in np.flatnonzero(best[i])}
+    if baseline is not None:
+        out.rows.append(
+            [
+                "best untrained",
+                *(
+                    f"{number(v, digits)} ({lab})" if isinstance(lab, str) else NA
+                    for v, lab in zip(baseline.mean, baseline.label, strict=True)
+                ),
+            ]
+        )
     return out
 
 
@@ -169,6 +199,104 @@ def overview(run: RunOutputs, title: str) -> list[Block]:
     if failed:
         facts.append("**failed or not run** (no results): " + ", ".join(f"`{f}`" for f in failed))
     return [Heading(title, 1), Bullets(facts)]
+
+
+def _best(table: SeedTable, rows: Sequence[str], column: str) -> str | None:
+    means = table.mean.loc[list(rows), column].dropna()
+    return str(means.idxmin()) if len(means) else None
+
+
+def _with_ci(table: SeedTable, label: str | None, column: str, digits: int) -> str:
+    if label is None:
+        return NA
+    j = list(table.mean.columns).index(column)
+    i = list(table.mean.index).index(label)
+    value = cell(
+        table.mean.iloc[i, j], table.half.iloc[i, j], table.n.iloc[i, j], table.seeds, digits
+    )
+    return f"{value} ({label})"
+
+
+def _relative(mean: float, half: float, bar: float) -> str:
+    """A difference as a share of ``bar``: ``−12.3 % ± 4.5 %``."""
+    if not np.isfinite(mean) or abs(bar) < BEST_ATOL:
+        return NA
+    text = f"{100 * mean / abs(bar):+.1f} %"
+    return text + (f" ± {100 * half / abs(bar):.1f} %" if np.isfinite(half) else "")
+
+
+def verdict(run: RunOutputs) -> list[Block]:
+    """Per test set of each main suite: the best untrained rule, the best trained
+    configuration and 3D-Learning, with the paired differences and whether they separate."""
+    blocks: list[Block] = []
+    for suite in main_suites(run.results):
+        in_suite = run.results[run.results["suite"] == suite]
+        methods = plot_methods(in_suite)
+        untrained = [m for m in methods if is_untrained(m)]
+        trained = [m for m in methods if is_trained(m)]
+        if not untrained or not trained:
+            continue
+        table = seed_table(run.results, suite, methods, aggregates=False)
+        wide = per_seed(run.results, suite)
+        digits = decimals(table.mean.to_numpy(dtype=float))
+        ours = [m for m in trained if parse_label(m)[0] == "threed"]
+        in_dist = run.meta.get("in_distribution")
+        rows, wins, separate, tests = [], 0, 0, list(table.mean.columns)
+        ood = [t for t in tests if t != in_dist]
+        for test in tests:
+            rule, best = _best(table, untrained, test), _best(table, trained, test)
+            three = _best(table, ours, test) if ours else None
+            diffs = []
+            for label in (best, three):
+                if label is None or rule is None:
+                    diffs.append((NA, math.nan, False))
+                    continue
+                mean, half = paired_difference(wide, label, rule, test)
+                sep = bool(np.isfinite(half) and abs(mean) > half + BEST_ATOL)
+                bar = float(table.mean.loc[rule, test])
+                diffs.append(
+                    (_relative(mean, half, bar) + (" (separate)" if sep else ""), mean, sep)
+                )
+            if test in ood and np.isfinite(diffs[0][1]):
+                wins += diffs[0][1] < 0
+                separate += diffs[0][2] and diffs[0][1] < 0
+            name = f"{test} (in distribution)" if test == in_dist else str(test)
+            rows.append(
+                [
+                    name,
+                    _with_ci(table, rule, test, digits),
+                    _with_ci(table, best, test, digits),
+                    diffs[0][0],
+                    _with_ci(table, three, test, digits),
+                    diffs[1][0],
+                ]
+            )
+        where = "out-of-distribution test sets" if len(ood) < len(tests) else "test sets"
+        blocks += [
+            Heading(f"Verdict on the `{suite}` suite"),
+            Para(
+                f"The best trained configuration beats the best untrained rule on {wins} of "
+                f"{len(ood)} {where} ({separate} with intervals that separate). Normalized "
+                "regret, mean ± 95 % CI over seeds; Δ: the configuration minus the best "
+                "untrained rule, paired by seed, as a share of that rule's regret (negative: "
+                "learning helps), *separate* when "
+                "its interval excludes 0. Trained configurations include their `+online` rows "
+                "(the untrained rules' own `+online` rows are not counted on either side)."
+            ),
+            Table(
+                [
+                    "test set",
+                    "best untrained",
+                    "best trained",
+                    "Δ trained",
+                    "3D-Learning",
+                    "Δ 3D-Learning",
+                ],
+                rows,
+                text_columns=1,
+            ),
+        ]
+    return blocks
 
 
 def quality_gate(run: RunOutputs) -> list[Block]:
@@ -261,7 +389,9 @@ _TABLE_NOTE = (
     "interval **over seeds** (training randomness); **bold**: lowest mean of the column "
     "(means that read the same share it; a column where every method ties has none). `average` and "
     "`maximum` are over test sets per seed, then over seeds. (n=k): only k seeds have a "
-    "number. n/a: no number, reason below."
+    "number. n/a: no number, reason below. "
+    f"{UNTRAINED_MARK}: worse than the best untrained rule of the column (`naive-*`, last row); "
+    "a `+online` row is its method with online recalibration."
 )
 
 
@@ -273,12 +403,26 @@ def main_tables(run: RunOutputs) -> list[Block]:
     for suite in suites:
         in_suite = run.results[run.results["suite"] == suite]
         methods = plot_methods(in_suite)
-        table = seed_table(run.results, suite, methods)
+        offline = [m for m in methods if not m.endswith(ONLINE_SUFFIX)]
+        table = seed_table(run.results, suite, offline)
         blocks += [
             Heading(f"Normalized regret on the `{suite}` suite (Table I)"),
             Para(_TABLE_NOTE),
         ]
         blocks.append(table_block(table, run))
+        online = [m for m in methods if m.endswith(ONLINE_SUFFIX)]
+        if online:
+            rules = [m for m in offline if is_untrained(m)]
+            blocks += [
+                Para(
+                    "With **online recalibration** (`evaluation.online`): each test set walked "
+                    "in time order, every decision corrected by the multiple of demand and "
+                    "the blend with the method's anchor rule that would have cost least on "
+                    "the slots already observed (discounted follow-the-leader). The untrained "
+                    "rules are repeated as they are."
+                ),
+                table_block(seed_table(run.results, suite, [*rules, *online]), run),
+            ]
         if table.seeds < 2:
             blocks.append(Para("One seed per method: means only, no interval over seeds."))
         dropped = _dropped_blocks(run, suite)
@@ -642,12 +786,43 @@ def _curves(h: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     return pd.concat([grouped.mean(), lo, hi], axis=1).reset_index()
 
 
+def _rule_constants(h: pd.DataFrame, rules: Sequence[str]) -> Table:
+    """The untrained rules' constants and regrets (means over seeds): nothing to plot."""
+    columns = [c for c in ("train_loss", "val_regret") if c in h]
+    for rule in rules:
+        columns += [c for c in history_columns(rule) if c in h and c not in columns]
+    means = h[h["method"].isin(rules)].groupby("method")[columns].mean()
+    names = {"train_loss": "training regret", "val_regret": "validation regret"}
+    table = Table(["untrained rule", *(names.get(c, c) for c in columns)], [])
+    for rule in rules:
+        values = means.loc[rule] if rule in means.index else pd.Series(dtype=float)
+        table.rows.append(
+            [
+                rule,
+                *(
+                    f"{values[c]:.4g}" if np.isfinite(values.get(c, np.nan)) else "–"
+                    for c in columns
+                ),
+            ]
+        )
+    return table
+
+
 def training(run: RunOutputs, figs: FigureWriter) -> list[Block]:
     blocks: list[Block] = [Heading("Training curves and each method's diagnostics")]
     h = run.histories
     if h is None or h.empty:
         return [*blocks, skipped("Training curves", "no `histories.csv`")]
-    methods = plot_methods(h)
+    rules = [m for m in plot_methods(h) if is_untrained(m)]
+    if rules:
+        blocks += [
+            Para(
+                "The untrained rules train nothing; what they chose on the training windows "
+                "(mean over seeds), and their regret there:"
+            ),
+            _rule_constants(h, rules),
+        ]
+    methods = [m for m in plot_methods(h) if m not in rules]
     h = h[h["method"].isin(methods)]
     shared = [c for c in ("val_regret", "train_loss") if c in SHARED_HISTORY and c in h]
     curves = _curves(h, shared) if shared else pd.DataFrame()

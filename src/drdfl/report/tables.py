@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from drdfl.evaluation.metrics import mean_ci
-from drdfl.methods.registry import SKYLINE, label_order, sweep_budget
+from drdfl.methods.registry import METHODS, SKYLINE, label_order, parse_label, sweep_budget
 
 #: the headline metric of every table
 MAIN_METRIC = "normalized_regret"
@@ -124,6 +124,67 @@ def seed_table(
 
     seeds = int(values.groupby("method")["seed"].nunique().max()) if len(values) else 0
     return SeedTable(grid("mean"), grid("half"), grid("n"), seeds, dropped)
+
+
+def is_untrained(label: str) -> bool:
+    """Whether ``label`` is an untrained rule as it is (a ``naive-*`` method, no variant)."""
+    method, variant = parse_label(label)
+    spec = METHODS.get(method)
+    return spec is not None and spec.untrained and not variant
+
+
+def is_trained(label: str) -> bool:
+    """Whether ``label`` is a trained forecaster (any variant of a method that is not an
+    untrained rule; not the skyline)."""
+    method, _ = parse_label(label)
+    spec = METHODS.get(method)
+    return spec is not None and not spec.untrained
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Per column of a :class:`SeedTable`: the best untrained rule and its mean."""
+
+    label: pd.Series
+    mean: pd.Series
+
+    def loses(self, table: SeedTable, digits: int | None = None) -> pd.DataFrame:
+        """True where a trained row's mean is worse than the column's best untrained rule
+        (compared as shown, with ``digits``)."""
+        mean = table.mean if digits is None else table.mean.round(digits)
+        bar = self.mean if digits is None else self.mean.round(digits)
+        trained = mean.index.map(is_trained).to_numpy(dtype=bool)
+        worse = mean.gt(bar, axis=1) & bar.notna()
+        return worse & pd.DataFrame(
+            np.repeat(trained[:, None], mean.shape[1], axis=1), mean.index, mean.columns
+        )
+
+
+def best_untrained(table: SeedTable) -> Baseline | None:
+    """The best untrained rule of every column of ``table`` (``None``: it has none)."""
+    rows = [m for m in table.mean.index if is_untrained(str(m))]
+    if not rows:
+        return None
+    means = table.mean.loc[rows]
+    label = means.idxmin(axis=0, skipna=True).where(means.notna().any(axis=0))
+    return Baseline(label, means.min(axis=0))
+
+
+def per_seed(results: pd.DataFrame, suite: str, metric: str = MAIN_METRIC) -> pd.DataFrame:
+    """``metric`` of ``suite`` as ``(method, seed) × test set`` (test sets in order)."""
+    in_suite = results[(results["suite"] == suite) & (results["metric"] == metric)]
+    tests = list(dict.fromkeys(results.loc[results["suite"] == suite, "test_set"]))
+    wide = in_suite.pivot(index=["method", "seed"], columns="test_set", values="value")
+    return wide.reindex(columns=tests)
+
+
+def paired_difference(
+    wide: pd.DataFrame, first: str, second: str, column: str, level: float = 0.95
+) -> tuple[float, float]:
+    """Mean and CI half-width over seeds of ``first − second`` on ``column``, paired by
+    seed (the seeds both have)."""
+    a, b = (wide.xs(m, level="method")[column] for m in (first, second))
+    return mean_ci((a - b).dropna().to_numpy(dtype=np.float64), level)
 
 
 def decimals(values: np.ndarray) -> int:

@@ -32,7 +32,7 @@ from drdfl.runner.store import (
     naming,
     versions,
 )
-from drdfl.runner.unit import Job, RunData, run_data
+from drdfl.runner.unit import Job, RunData, online_settings, run_data
 
 log = logging.getLogger("drdfl")
 
@@ -142,6 +142,12 @@ class Run:
         )
         if self.task_note is not None:
             log.warning(self.task_note)
+        if self.cfg.evaluation.online:
+            from drdfl.evaluation.online import check_online
+
+            settings = online_settings(self.cfg)
+            for test in [*suite.tests, *self.data.extra_tests]:
+                check_online(len(test.windows), test.name, settings)
         self.fingerprint = input_fingerprint(self.cfg, self.data)
         return self.fingerprint
 
@@ -262,6 +268,7 @@ class Run:
                     {"name": t.name, "w_distance": t.w_distance, "note": t.note}
                     for t in suite.tests
                 ],
+                "in_distribution": suite.in_distribution,
                 "versions": versions(),
                 "results": table.to_dict("records"),
                 "timings": pd.concat(timings, ignore_index=True).to_dict("records")

@@ -85,6 +85,8 @@ def train_model(
     task: str = "provisioning:paper-code",
     task_params: dict[str, Any] | None = None,
     forecaster: str = "lstm",
+    anchor: str = "none",
+    anchor_alpha: float | None = None,
     train: TrainConfig | None = None,
     seed: int = 0,
     method_params: dict[str, Any] | None = None,
@@ -92,7 +94,8 @@ def train_model(
     checkpoint: str | Path | None = None,
     progress: bool = False,
 ) -> tuple[TrainedModel, FitResult]:
-    """Train ``method`` on ``suite``'s training data with a fresh (or warm-started) forecaster."""
+    """Train ``method`` on ``suite``'s training data with a fresh (or warm-started)
+    forecaster; ``anchor`` makes the fresh one a learned correction of that rule."""
     train = (train or TrainConfig()).model_copy(update={"seed": seed})
     if why := suite.train_series.degeneracy():
         source = suite.train_series.meta.get("source", f"the {suite.name} suite's data")
@@ -109,7 +112,14 @@ def train_model(
     if task_note is not None:
         warnings.warn(task_note, TaskFitWarning, stacklevel=2)
     lead = data.train.lead
-    model = build_forecaster(forecaster, data.train.window, data.train.horizon, seed=seed)
+    model = build_forecaster(
+        forecaster,
+        data.train.window,
+        data.train.horizon,
+        seed=seed,
+        anchor=anchor,
+        anchor_alpha=anchor_alpha,
+    )
     if warm_start is not None:
         start = warm_start if isinstance(warm_start, TrainedModel) else load_model(warm_start)
         if (start.window, start.horizon, start.lead) != (

@@ -21,7 +21,7 @@ import numpy as np
 
 from drdfl.config import DataConfig, EvaluationConfig, ExperimentConfig
 from drdfl.errors import ModelError
-from drdfl.methods.registry import SKYLINE
+from drdfl.methods.registry import SKYLINE, online_label, sweep_budget
 from drdfl.runner.plan import Node, Unit, warm_start_of
 from drdfl.runner.reference import ReferenceCache, ReferenceEntry
 from drdfl.runner.store import DONE_FILE, WORST_CASES, write_unit
@@ -199,6 +199,8 @@ def run_unit(cfg: ExperimentConfig, unit: Unit, folder: Path, cache: Path) -> di
         task=cfg.task,
         task_params=cfg.task_params,
         forecaster=cfg.forecaster,
+        anchor=cfg.anchor,
+        anchor_alpha=cfg.anchor_alpha,
         train=train_cfg,
         seed=unit.seed,
         method_params=params,
@@ -318,11 +320,40 @@ def _evaluate(cfg: ExperimentConfig, data: RunData, unit: Unit, model: Any) -> A
     for (suite_name, test), scored in zip(flat, scores, strict=True):
         table = summary_frame(test, scored, **_eval_kw(cfg, unit))
         table.insert(0, "suite", suite_name)
+        table.insert(0, "method", unit.label)
         tables.append(table)
+    if cfg.evaluation.online and sweep_budget(unit.label) is None:
+        tables += _evaluate_online(cfg, unit, model, flat, scores)
     results = pd.concat(tables, ignore_index=True)
-    results.insert(0, "seed", unit.seed)
-    results.insert(0, "method", unit.label)
+    results.insert(1, "seed", unit.seed)
     return results
+
+
+def online_settings(cfg: ExperimentConfig) -> Any:
+    """The online recalibration settings of ``cfg``."""
+    from drdfl.evaluation.online import OnlineSettings
+
+    return OnlineSettings(halflife=cfg.evaluation.online_halflife)
+
+
+def _evaluate_online(
+    cfg: ExperimentConfig, unit: Unit, model: Any, flat: list[tuple[str, Any]], scores: list[Any]
+) -> list[Any]:
+    """The rows of ``<label>+online``: the suite's and the user's test sets, recalibrated."""
+    from drdfl.evaluation.online import anchor_rule, recalibrate
+    from drdfl.evaluation.suites import summary_frame
+
+    rule, settings = anchor_rule(model.forecaster), online_settings(cfg)
+    tables = []
+    for (suite_name, test), scored in zip(flat, scores, strict=True):
+        if suite_name not in (cfg.data.suite, "user"):
+            continue
+        online = recalibrate(scored, test.windows, test.scaler, model.task, rule, settings)
+        table = summary_frame(test, online, **_eval_kw(cfg, unit))
+        table.insert(0, "suite", suite_name)
+        table.insert(0, "method", online_label(unit.label))
+        tables.append(table)
+    return tables
 
 
 def _timing(unit: Unit, stage: str, seconds: float) -> dict[str, Any]:
