@@ -76,12 +76,28 @@ def test_registry_entries_are_consistent() -> None:
         assert not set(spec.history) & set(SHARED_HISTORY)
     styles = {(label_style(s.name)["color"], label_style(s.name)["hatch"]) for s in REGISTRY}
     assert len(styles) == len(REGISTRY)  # every method is told apart in a figure
-    labels = ["skyline", "threed@0.1", "dfl", "threed-mse", "threed@0.02", "threed", "mse"]
+    labels = [
+        "skyline",
+        "threed@0.1",
+        "dfl",
+        "threed-mse",
+        "threed@0.02",
+        "threed",
+        "mse",
+        "threed-off",
+        "dfl+online",
+        "naive-last",
+        "threed+online",
+    ]
     assert sorted(labels, key=label_order) == [
+        "naive-last",
         "mse",
         "dfl",
+        "dfl+online",
         "threed",
+        "threed+online",
         "threed-mse",
+        "threed-off",
         "threed@0.02",
         "threed@0.1",
         "skyline",

@@ -36,6 +36,10 @@ def test_plan_puts_dfl_first_and_adds_variants():
     labels = [u.label for u in plan_units(cfg) if u.seed == 0]
     assert labels[:2] == ["mse", "dfl"]  # dfl added: it warm-starts threed
     assert "threed-mse" in labels and labels[-1] == "skyline"
+    off = next(u for u in plan_units(cfg) if u.label == "threed-off")
+    assert off.method == "threed" and off.params["adversary_steps"] == 0
+    cfg = resolve_config("quick", overrides=["methods=threed", "report.adversary_ablation=false"])
+    assert "threed-off" not in {u.label for u in plan_units(cfg)}
     cfg = resolve_config("quick", overrides=["methods=threed", "report.budget_sweep=true"])
     assert {u.label for u in plan_units(cfg)} >= {"threed@0.01", "threed@0.2"}
 

@@ -22,6 +22,7 @@ NR = {
     "dfl": [[0.039, 0.440], [0.041, 0.430], [0.040, 0.450]],
     "dfl+online": [[0.042, 0.350], [0.043, 0.360], [0.041, 0.355]],
     "threed": [[0.038, 0.400], [0.040, 0.380], [0.039, 0.390]],
+    "threed-off": [[0.038, 0.410], [0.040, 0.400], [0.039, 0.405]],
 }
 
 
@@ -79,6 +80,11 @@ def test_the_report_opens_with_the_verdict_against_the_best_untrained_rule(run: 
     assert f"{100 * diff.mean() / 0.37:+.1f} % ± {100 * half / 0.37:.1f} % (separate)" in ood
     # 3D-Learning against the same rule: (0.39 − 0.37) / 0.37 = +5.4 %
     assert "+5.4 %" in ood and "(threed)" in ood
+    # and against its own run without the adversary, paired by seed
+    diff = np.array([0.400, 0.380, 0.390]) - np.array([0.410, 0.400, 0.405])
+    half = stats.t.ppf(0.975, 2) * diff.std(ddof=1) / np.sqrt(3)
+    shown = f"{100 * diff.mean() / 0.405:+.1f} % ± {100 * half / 0.405:.1f} % (separate)"
+    assert ood.rstrip(" |").endswith(shown)
     assert "24V (test) (in distribution)" in verdict
     assert "(naive-ets)" in rows["24V (test) (in distribution)"]
 

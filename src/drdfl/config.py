@@ -132,6 +132,11 @@ class ReportConfig(StrictModel):
         "(nats per segment slot for the default path-KL set)",
     )
     mse_ablation: bool = True
+    adversary_ablation: bool = Field(
+        True,
+        description="also run 3D-Learning with its adversary off (`threed-off`: the same θ₀ "
+        "tails and real-window mix, no adversary step), the ablation its gain is judged by",
+    )
 
 
 class ExperimentConfig(StrictModel):

@@ -43,6 +43,8 @@ _MARKERS = "osD^vP<>Xph*"
 SKYLINE = "skyline"
 #: suffix of the MSE-objective ablation of a method (``threed-mse``)
 MSE_SUFFIX = "-mse"
+#: suffix of 3D-Learning's run with its adversary off (``threed-off``)
+OFF_SUFFIX = "-off"
 #: suffix of a run scored with online recalibration (``dfl+online``)
 ONLINE_SUFFIX = "+online"
 _SWEEP = re.compile(r"^(?P<method>[a-z0-9-]+)@(?P<budget>[0-9.eE+-]+)$")
@@ -149,6 +151,7 @@ REGISTRY: tuple[MethodSpec, ...] = (
         "drdfl.methods.naive:NaiveSeasonal",
         "untrained: the value one period (default one day) earlier; needs windows that long",
         OKABE_ITO["grey"],
+        hatch="++",
         warm_start=False,
         untrained=True,
         in_profiles=False,
@@ -297,6 +300,11 @@ def get_spec(name: str) -> MethodSpec:
         ) from None
 
 
+def off_label(label: str) -> str:
+    """The label of ``label``'s run with its adversary off."""
+    return label + OFF_SUFFIX
+
+
 def online_label(label: str) -> str:
     """The label of ``label``'s run scored with online recalibration."""
     return label + ONLINE_SUFFIX
@@ -305,7 +313,8 @@ def online_label(label: str) -> str:
 def parse_label(label: str) -> tuple[str, str]:
     """``(method, variant)`` of a run label: ``("threed", "mse")`` for ``threed-mse``,
     ``("threed", "@0.03")`` for a budget-sweep point, ``("dfl", "online")`` for
-    ``dfl+online`` (``"mse+online"`` for ``threed-mse+online``), ``("skyline", "")``,
+    ``dfl+online`` (``"mse+online"`` for ``threed-mse+online``), ``("threed", "off")``
+    for ``threed-off`` (the adversary switched off), ``("skyline", "")``,
     ``(m, "")``."""
     if label in METHODS or label == SKYLINE:
         return label, ""
@@ -317,6 +326,8 @@ def parse_label(label: str) -> tuple[str, str]:
         return sweep["method"], "@" + sweep["budget"]
     if label.endswith(MSE_SUFFIX) and label[: -len(MSE_SUFFIX)] in METHODS:
         return label[: -len(MSE_SUFFIX)], "mse"
+    if label.endswith(OFF_SUFFIX) and label[: -len(OFF_SUFFIX)] in METHODS:
+        return label[: -len(OFF_SUFFIX)], "off"
     return label, ""
 
 
@@ -345,7 +356,9 @@ def label_order(label: str) -> tuple[int, int, float, str]:
     if variant == "online":
         return (0, rank, -1.5, label)
     if variant.startswith("mse"):
-        return (0, rank, -1.0, label)
+        return (0, rank, -1.0 + 0.1 * variant.endswith("online"), label)
+    if variant.startswith("off"):
+        return (0, rank, -0.5 + 0.1 * variant.endswith("online"), label)
     if variant.startswith("@"):
         return (0, rank, float(variant[1:].removesuffix("+online")), label)
     return (0, rank, 0.0, label)
@@ -360,7 +373,7 @@ def label_style(label: str) -> dict[str, Any]:
         spec = METHODS[method]
         index = METHOD_NAMES.index(method)
         color = spec.color
-        hatch = {"": spec.hatch, "mse": "//", "online": ".."}.get(variant, "xx")
+        hatch = {"": spec.hatch, "mse": "//", "off": "\\\\", "online": ".."}.get(variant, "xx")
     else:
         index = zlib.crc32(label.encode())
         color, hatch = _FALLBACK[index % len(_FALLBACK)], ""
@@ -381,6 +394,7 @@ def history_columns(label: str) -> dict[str, str]:
 __all__ = [
     "METHODS",
     "METHOD_NAMES",
+    "OFF_SUFFIX",
     "OKABE_ITO",
     "ONLINE_SUFFIX",
     "REGISTRY",
@@ -392,6 +406,7 @@ __all__ = [
     "history_columns",
     "label_order",
     "label_style",
+    "off_label",
     "online_label",
     "parse_label",
     "sweep_budget",

@@ -23,6 +23,7 @@ from drdfl.methods.registry import (
     SHARED_HISTORY,
     SKYLINE,
     history_columns,
+    off_label,
     parse_label,
     sweep_budget,
 )
@@ -239,7 +240,7 @@ def verdict(run: RunOutputs) -> list[Block]:
         table = seed_table(run.results, suite, methods, aggregates=False)
         wide = per_seed(run.results, suite)
         digits = decimals(table.mean.to_numpy(dtype=float))
-        ours = [m for m in trained if parse_label(m)[0] == "threed"]
+        ours = [m for m in trained if parse_label(m) in (("threed", ""), ("threed", "online"))]
         in_dist = run.meta.get("in_distribution")
         rows, wins, separate, tests = [], 0, 0, list(table.mean.columns)
         ood = [t for t in tests if t != in_dist]
@@ -257,6 +258,13 @@ def verdict(run: RunOutputs) -> list[Block]:
                 diffs.append(
                     (_relative(mean, half, bar) + (" (separate)" if sep else ""), mean, sep)
                 )
+            ablation = NA
+            if three is not None and off_label("threed") in methods:
+                off = three.replace("threed", off_label("threed"), 1)
+                mean, half = paired_difference(wide, three, off, test)
+                bar = float(table.mean.loc[off, test])
+                sep = bool(np.isfinite(half) and abs(mean) > half + BEST_ATOL)
+                ablation = _relative(mean, half, bar) + (" (separate)" if sep else "")
             if test in ood and np.isfinite(diffs[0][1]):
                 wins += diffs[0][1] < 0
                 separate += diffs[0][2] and diffs[0][1] < 0
@@ -269,6 +277,7 @@ def verdict(run: RunOutputs) -> list[Block]:
                     diffs[0][0],
                     _with_ci(table, three, test, digits),
                     diffs[1][0],
+                    ablation,
                 ]
             )
         where = "out-of-distribution test sets" if len(ood) < len(tests) else "test sets"
@@ -280,7 +289,9 @@ def verdict(run: RunOutputs) -> list[Block]:
                 "regret, mean ± 95 % CI over seeds; Δ: the configuration minus the best "
                 "untrained rule, paired by seed, as a share of that rule's regret (negative: "
                 "learning helps), *separate* when "
-                "its interval excludes 0. Trained configurations include their `+online` rows "
+                "its interval excludes 0; Δ adversary: 3D-Learning minus its own run with the "
+                "adversary off (`threed-off`), paired by seed, as a share of the latter. "
+                "Trained configurations include their `+online` rows "
                 "(the untrained rules' own `+online` rows are not counted on either side)."
             ),
             Table(
@@ -291,6 +302,7 @@ def verdict(run: RunOutputs) -> list[Block]:
                     "Δ trained",
                     "3D-Learning",
                     "Δ 3D-Learning",
+                    "Δ adversary",
                 ],
                 rows,
                 text_columns=1,

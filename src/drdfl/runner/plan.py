@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from drdfl.config import ExperimentConfig
-from drdfl.methods.registry import METHOD_NAMES, METHODS, SKYLINE
+from drdfl.methods.registry import METHOD_NAMES, METHODS, SKYLINE, off_label
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,9 @@ def plan_units(cfg: ExperimentConfig) -> list[Unit]:
             base = dict(cfg.method_params.get("threed", {}))
             if cfg.report.mse_ablation:
                 units.append(Unit("threed", seed, "threed-mse", {**base, "objective": "mse"}))
+            if cfg.report.adversary_ablation:
+                off = {**base, "adversary_steps": 0}
+                units.append(Unit("threed", seed, off_label("threed"), off))
             if cfg.report.budget_sweep:
                 for b in cfg.report.budgets:
                     units.append(Unit("threed", seed, f"threed@{b:g}", {**base, "budget": b}))
