@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -153,7 +154,10 @@ def test_resume_after_sigkill_while_the_reference_model_trains(tmp_path):
         _cli(killed, *extra), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     cache = tmp_path / "cache-killed" / "diffusion"
-    _kill_when(proc, lambda: any(cache.glob("*.partial")), "the reference model never started")
+    # entry.json is written as fitting starts and moves with the entry: a fit that ends
+    # before the test looks (60 iterations can) is never mistaken for one that never began.
+    started = lambda: any(cache.glob("*/entry.json"))  # noqa: E731
+    _kill_when(proc, started, "the reference model never started")
     done = subprocess.run(_cli(killed, *extra, "--resume"), env=env, capture_output=True)
     assert done.returncode == 0, done.stderr
     assert (killed / "results.csv").read_bytes() == (whole / "results.csv").read_bytes()
@@ -174,6 +178,108 @@ def test_a_terminated_worker_starts_no_further_unit(monkeypatch):
     with pytest.raises(SystemExit) as stop:
         local._execute_in_worker("second")
     assert started == ["first"] and stop.value.code == 128 + signal.SIGTERM
+
+
+def _group_members(pgid):
+    """The live processes of the process group ``pgid`` (zombies not counted), from /proc."""
+    members = []
+    for entry in os.listdir("/proc"):
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+        except (OSError, ValueError):
+            continue
+        if entry.isdigit() and fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry))
+    return members
+
+
+def _group_gone(pgid, within=20.0):
+    """Whether every process of the group ``pgid`` has exited within ``within`` seconds."""
+    deadline = time.time() + within
+    while _group_members(pgid) and time.time() < deadline:
+        time.sleep(0.1)
+    return not _group_members(pgid)
+
+
+def _wait_for(proc, ready, what, timeout=300):
+    deadline = time.time() + timeout
+    while not ready() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert ready() and proc.poll() is None, f"{what}: " + proc.stderr.read()
+
+
+def _start_in_own_group(tmp_path, out):
+    """The tiny run into ``out`` on two workers, in its own process group, to be signalled
+    as a terminal's Ctrl-C or ``timeout`` signals one: the run and its workers alike
+    (SIGINT handled as the shell leaves it for a foreground job)."""
+    return subprocess.Popen(
+        _cli(out, "--jobs", "2"),
+        env=dict(os.environ, DRDFL_CACHE_DIR=str(tmp_path / "cache")),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+# When the signal is sent: so long after the start, or once a file appears (the claimed
+# OUT: workers are being spawned and import torch; the first unit folder: units run).
+SIGNAL_POINTS = {
+    "configuring": (None, 0.5),
+    "workers starting": ("run.json", 0.0),
+    "workers importing": ("run.json", 1.5),
+    "first unit": ("units/*", 0.0),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("signum", "point"),
+    [(signal.SIGINT, p) for p in SIGNAL_POINTS]
+    + [(signal.SIGTERM, "workers importing"), (signal.SIGTERM, "first unit")],
+)
+def test_a_stop_signal_at_any_point_exits_promptly_and_leaves_no_process(tmp_path, signum, point):
+    out = tmp_path / "out"
+    proc = _start_in_own_group(tmp_path, out)
+    marker, delay = SIGNAL_POINTS[point]
+    if marker is not None:
+        _wait_for(proc, lambda: any(out.glob(marker)), f"no {marker}")
+    time.sleep(delay)
+    assert proc.poll() is None, proc.stderr.read()
+    sent = time.time()
+    os.killpg(proc.pid, signum)
+    try:
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        pytest.fail(f"still running 20 s after {signal.Signals(signum).name}: {err[-3000:]}")
+    took = time.time() - sent
+    message = (
+        "interrupted; finished units are kept: run the same drdfl run command with --resume "
+        f"--out {out} to continue"
+    )
+    assert proc.returncode == 128 + signum, err[-3000:]
+    lines = err.strip().splitlines()
+    # Before the run command starts, Ctrl-C is typer's: exit 130 without a line.
+    assert lines == [message] or (point == "configuring" and lines == []), err[-3000:]
+    assert _group_gone(proc.pid), "a worker outlived the run"
+    assert took < 20
+
+
+def test_a_run_killed_while_its_workers_start_leaves_none_working(tmp_path):
+    out = tmp_path / "out"
+    proc = _start_in_own_group(tmp_path, out)
+    # Killed once its workers exist, before any has started a unit: a worker still
+    # starting then must not go on to take the run's queued units.
+    _wait_for(proc, (out / "run.json").exists, "OUT never claimed")
+    time.sleep(0.3)
+    assert not list(out.glob("units/*"))
+    proc.kill()
+    proc.wait()
+    assert _group_gone(proc.pid), "a worker outlived the run"
+    assert not list(out.glob("units/*/done.json"))
 
 
 def test_ctrl_c_stops_the_workers_and_says_how_to_resume(tmp_path):

@@ -4,8 +4,8 @@ Sub-commands live in one module each (``cli/data.py`` …) and are mounted here;
 imported only when its command runs, so ``drdfl --help`` loads neither torch nor pandas. Errors that
 drdfl raises on bad input (:class:`drdfl.errors.DrdflError`) become one line on stderr and
 exit status 2, as does a file that cannot be written (full disk, a file where a directory
-belongs); Ctrl-C exits 130 with a line saying how to resume; ``--debug`` shows the
-traceback instead.
+belongs); Ctrl-C exits 130 (SIGTERM 143) with a line saying how to resume; ``--debug``
+shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import signal
 import sys
 from typing import Any
 
@@ -112,6 +113,30 @@ def _root(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``drdfl`` script."""
+    from drdfl.cli.common import raise_terminated
+
+    # SIGTERM (a scheduler's or timeout's stop) is taken like Ctrl-C, unless the caller
+    # handles it already; the handler is the caller's again afterwards.
+    previous = signal.getsignal(signal.SIGTERM)
+    received: list[int] = []
+
+    def terminated(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise_terminated(signum, frame)
+
+    if previous == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, terminated)
+    try:
+        code = _main(argv)
+    finally:
+        if previous == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, previous)
+    # typer turns an interrupt outside a resumable command's work into status 130.
+    sys.exit(128 + signal.SIGTERM if code == 128 + signal.SIGINT and received else code)
+
+
+def _main(argv: list[str] | None) -> int:
+    """Run the command line; its exit status (one-line messages printed)."""
     from drdfl.cli.common import Interrupted
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
@@ -119,34 +144,34 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=argv, standalone_mode=False)
     except Interrupted as exc:
         typer.echo(str(exc), err=True)
-        sys.exit(130)
+        return exc.code
     except DrdflError as exc:
         if debug:
             raise
         typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        return 2
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except typer.Abort:
         typer.echo("aborted", err=True)
-        sys.exit(130)
+        return 130
     except typer.TyperException as exc:  # usage errors: bad or missing options
         show = getattr(exc, "show", None)
         if callable(show):
             show()
         else:
             typer.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code or 2)
+        return exc.exit_code or 2
     except OSError as exc:
         if debug:
             raise
         where = f"{exc.filename}: " if exc.filename else ""
         typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
-        sys.exit(2)
+        return 2
     except Exception as exc:
         if debug:
             raise
         typer.echo(f"error: {type(exc).__name__}: {exc} (--debug shows the traceback)", err=True)
-        sys.exit(1)
+        return 1
     # Without standalone mode click returns the code of typer.Exit instead of exiting.
-    sys.exit(code if isinstance(code, int) else 0)
+    return code if isinstance(code, int) else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -38,19 +39,36 @@ TestOption = Annotated[
 ]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or ``timeout``'s stop), taken like Ctrl-C."""
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """A SIGTERM handler that stops like Ctrl-C does."""
+    raise Terminated
+
+
 class Interrupted(Exception):
-    """Ctrl-C during a command that can be resumed; the message says how."""
+    """Ctrl-C or SIGTERM during a command that can be resumed; the message says how and
+    ``code`` is the exit status (130 or 143)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @contextlib.contextmanager
 def interruptible(command: str, out: Path) -> Iterator[None]:
-    """Turn Ctrl-C inside the block into :class:`Interrupted` saying how to resume."""
+    """Turn Ctrl-C (or SIGTERM) inside the block into :class:`Interrupted` saying how to
+    resume."""
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        code = 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
         raise Interrupted(
             f"interrupted; finished units are kept: run the same {command} command with "
-            f"--resume --out {out} to continue"
+            f"--resume --out {out} to continue",
+            code,
         ) from None
 
 

@@ -44,8 +44,8 @@ def run(
     from drdfl.report import summary_text
     from drdfl.runner.driver import Run
 
-    cfg = experiment_config(profile, config, set_, device, data_dir, test)
     with interruptible("drdfl run", out):
+        cfg = experiment_config(profile, config, set_, device, data_dir, test)
         Run(cfg, out, resume=resume, progress=progress, jobs=jobs).execute()
     typer.echo(summary_text(out))
     typer.echo(f"report: {out / 'report.md'} and {out / 'report.html'}")

@@ -58,17 +58,17 @@ def sweep(
     from drdfl.report import summary_text
     from drdfl.runner.sweep import Sweep
 
-    cfg = experiment_config(profile, config, set_, device, data_dir, test)
-    runner = Sweep(
-        cfg,
-        out,
-        parse_grid(list(grid or [])),
-        resume=resume,
-        address=address,
-        cpus_per_trial=cpus_per_trial,
-        progress=progress,
-    )
     with interruptible("drdfl sweep", out):
+        cfg = experiment_config(profile, config, set_, device, data_dir, test)
+        runner = Sweep(
+            cfg,
+            out,
+            parse_grid(list(grid or [])),
+            resume=resume,
+            address=address,
+            cpus_per_trial=cpus_per_trial,
+            progress=progress,
+        )
         result = runner.execute()
     failed = sum(1 for t in result.failed if t["status"] == "failed")
     typer.echo(

@@ -3,6 +3,12 @@
 Each worker is a fresh (spawned) process with one torch thread by default, so ``jobs``
 units use ``jobs`` cores without oversubscribing them; a node starts once every node it
 needs is done. With one job the nodes run in this process, one after another.
+
+Stopping is this process's job, whenever Ctrl-C (or SIGTERM) comes: workers ignore
+Ctrl-C from the moment they start, the interrupt is taken between two steps of the
+scheduling loop (never half-way through starting a worker), and every worker is then
+asked to stop, given a few seconds, and killed if it has not; only then is the
+interrupt raised. A worker whose run died stops too (on Linux), also one still starting.
 """
 
 from __future__ import annotations
@@ -10,8 +16,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import multiprocessing
+import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -66,6 +75,13 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+#: the signals that stop a run: Ctrl-C, and SIGTERM as a scheduler or ``timeout`` sends it
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: seconds the workers are given to exit once asked to stop, before they are killed
+STOP_GRACE_S = 5.0
+#: seconds between two looks at a pending interrupt while units run
+_POLL_S = 0.2
+
 #: set in a pool worker once SIGTERM arrived
 _terminated = False
 
@@ -85,18 +101,87 @@ def _exit(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def _worker_init(threads: int) -> None:
-    """A worker: ``threads`` torch threads; Ctrl-C is the parent's to handle, which stops
-    workers with SIGTERM (exiting cleanly, so that their locks are released); and on
-    Linux it dies with its parent (a run killed hard leaves no unit writing behind it)."""
-    import torch
-
-    torch.set_num_threads(threads)
+def _worker_init(threads: int, parent: int) -> None:
+    """A worker: Ctrl-C is the parent's to handle (the worker was started with it blocked,
+    so that one arriving while it starts is dropped here); on Linux it dies with its
+    parent ``parent``, and leaves at once when that has already died (a run killed hard
+    leaves no unit writing behind it); ``threads`` torch threads; SIGTERM stops it (until
+    it is ready, silently, as the system's default does)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _exit)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+    import torch
+
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGTERM, _exit)
+
+
+@contextlib.contextmanager
+def _deferred_interrupts() -> Iterator[Callable[[], None]]:
+    """Hold Ctrl-C and SIGTERM inside the block until the function it yields is called,
+    which raises what the signal's own handler raises (KeyboardInterrupt for Ctrl-C);
+    one still held at the end is raised then. A signal without a Python handler (ignored,
+    or left to the system) is left alone, as is everything off the main thread."""
+    caught: list[int] = []
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for number in STOP_SIGNALS:
+            handler = signal.getsignal(number)
+            if callable(handler):
+                previous[number] = handler
+                signal.signal(number, lambda signum, frame: caught.append(signum))
+
+    def deliver() -> None:
+        if caught:
+            number = caught[0]
+            caught.clear()
+            previous[number](number, None)
+
+    try:
+        yield deliver
+        deliver()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@contextlib.contextmanager
+def _ctrl_c_blocked() -> Iterator[None]:
+    """Ctrl-C blocked for this thread inside the block: a worker started here inherits the
+    mask and cannot die of a Ctrl-C before it ignores it."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if signal.SIGINT not in blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def stop_pool(pool: ProcessPoolExecutor, grace_s: float = STOP_GRACE_S) -> None:
+    """Stop ``pool`` now: no further unit starts, every worker is asked to stop (SIGTERM:
+    its unit unwinds and it exits cleanly once the pool lets it go), and those still
+    running after ``grace_s`` seconds are killed; returns once they are all reaped."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            with contextlib.suppress(OSError):
+                process.terminate()
+    deadline = time.monotonic() + grace_s
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            with contextlib.suppress(OSError):
+                process.kill()
+            process.join()
+    if manager is not None and manager.is_alive():
+        manager.join(max(0.0, deadline - time.monotonic()) + 1.0)
 
 
 class LocalExecutor:
@@ -140,46 +225,57 @@ class LocalExecutor:
         running: dict[Future[dict[str, Any]], Job] = {}
         ids = {j.node.id for j in jobs}
         stop = False
-        pool = ProcessPoolExecutor(
-            max_workers=min(self.jobs, len(jobs)),
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_init,
-            initargs=(self.threads or 1,),
-        )
-        try:
-            while waiting or running:
-                for job in list(waiting):
-                    blocked = blocked_by(job, outcomes)
-                    if stop or blocked:
-                        outcomes[job.node.id] = not_run(blocked or ["an earlier failure"])
-                        waiting.remove(job)
-                    elif all(n in outcomes for n in job.node.needs if n in ids):
-                        running[pool.submit(_execute_in_worker, job)] = job
-                        waiting.remove(job)
-                if not running:
-                    continue
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    job = running.pop(future)
-                    try:
-                        summary = future.result()
-                    except Exception as exc:
-                        outcomes[job.node.id] = Outcome(
-                            "failed", error=exc, message=error_line(exc)
-                        )
-                        stop = stop or self.fail_fast
+        with _deferred_interrupts() as interrupt:
+            pool = ProcessPoolExecutor(
+                max_workers=min(self.jobs, len(jobs)),
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(self.threads or 1, os.getpid()),
+            )
+            try:
+                while waiting or running:
+                    for job in list(waiting):
+                        blocked = blocked_by(job, outcomes)
+                        if stop or blocked:
+                            outcomes[job.node.id] = not_run(blocked or ["an earlier failure"])
+                            waiting.remove(job)
+                        elif all(n in outcomes for n in job.node.needs if n in ids):
+                            with _ctrl_c_blocked():  # submitting may start a worker
+                                future = pool.submit(_execute_in_worker, job)
+                            running[future] = job
+                            waiting.remove(job)
+                    if not running:
                         continue
-                    outcomes[job.node.id] = Outcome("done", summary)
-                    if on_done is not None:
-                        on_done(job, summary)
-        except BaseException:
-            # Ctrl-C or an error here: stop the workers now rather than after their units.
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
-            pool.shutdown(wait=True, cancel_futures=True)  # reaps them, frees their queues
-            raise
-        pool.shutdown()
+                    finished, _ = wait(running, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+                    interrupt()
+                    for future in finished:
+                        job = running.pop(future)
+                        try:
+                            summary = future.result()
+                        except Exception as exc:
+                            outcomes[job.node.id] = Outcome(
+                                "failed", error=exc, message=error_line(exc)
+                            )
+                            stop = stop or self.fail_fast
+                            continue
+                        outcomes[job.node.id] = Outcome("done", summary)
+                        if on_done is not None:
+                            on_done(job, summary)
+            except BaseException:
+                # Ctrl-C or an error here: stop the workers now rather than after their
+                # units, and wait for none of them past the grace period.
+                stop_pool(pool)
+                raise
+            pool.shutdown()
         return outcomes
 
 
-__all__ = ["LocalExecutor", "Outcome", "error_line", "torch_threads"]
+__all__ = [
+    "STOP_GRACE_S",
+    "STOP_SIGNALS",
+    "LocalExecutor",
+    "Outcome",
+    "error_line",
+    "stop_pool",
+    "torch_threads",
+]

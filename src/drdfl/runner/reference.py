@@ -7,8 +7,8 @@ model's configuration, so a changed preset or a foreign directory is never reuse
 corrupt entry is an error that names the directory to delete.
 
 Training is deterministic for a seed: a run killed while θ₀ trains and resumed gets the
-same weights as an uninterrupted one. An entry is written to ``<key>.partial`` and moved
-into place when complete.
+same weights as an uninterrupted one. An entry is written to ``<key>.partial`` (its
+``entry.json`` first, as fitting starts) and moved into place when complete.
 
 The reference-model quality gate's verdict is saved with the model's weights;
 :attr:`ReferenceEntry.gate` returns it.
@@ -126,13 +126,15 @@ class ReferenceCache:
         if tmp.exists():
             shutil.rmtree(tmp)  # left by a killed run: start it over
         tmp.mkdir(parents=True)  # present from the start: a run in progress is visible
+        # What the entry is fitted from, written as fitting starts: it moves into place
+        # with the weights, and until then it tells a fit that started from one that did not.
+        write_json(tmp / ENTRY_FILE, inputs)
         start = time.perf_counter()
         # Seeded here (without touching the caller's generator state) so that the initial
         # weights never depend on what ran before in the process.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             fit_series(real, preset.model, train, tmp, progress=progress, device=device)
-        write_json(tmp / ENTRY_FILE, inputs)
         if path.exists():
             shutil.rmtree(path)  # an entry without entry.json: an older layout or a crash
         tmp.replace(path)
