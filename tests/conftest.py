@@ -83,3 +83,16 @@ def tiny_method_kwargs(name: str, diffusion: DiffusionModel) -> dict[str, Any]:
             "keep_worst": 2,
         },
     }.get(name, {})
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``drdfl ARGS`` in this process: its exit status, stdout and stderr."""
+    from drdfl.cli import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -167,8 +167,12 @@ BAD_TRACES = {
     "inf tokens": (TRACE.replace(",7,3", ",inf,3"), r"bad.csv, line 4: ContextTokens is inf"),
     "tokens beyond float32": (
         TRACE.replace(",7,3", ",1e300,3"),
-        r"bad.csv, line 4: ContextTokens is 1e\+300; expected a finite number the model's "
-        r"float32 can hold",
+        r"bad.csv, line 4: ContextTokens is 1e\+300; expected a finite number whose square "
+        r"the model's float32 can hold \(at most 1.84e\+19\)",
+    ),
+    "tokens whose square overflows float32": (
+        TRACE.replace(",7,3", ",3e38,3"),
+        r"bad.csv, line 4: ContextTokens is 3e\+38; expected a finite number whose square",
     ),
     "two request formats": (
         "TIMESTAMP,ContextTokens,Timestamp,Request tokens\n2023-11-16 18:15:46,1,0,2\n",

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from drdfl.data.series import Series
+from drdfl.data.series import Series, check_scalable
 from drdfl.data.shifts import apply_corruption, wasserstein_marginal
 from drdfl.data.training import TrainingData
 from drdfl.data.windows import Scaler, Windows, make_windows, split_series
@@ -60,6 +60,22 @@ class Suite:
     notes: list[str] = field(default_factory=list)
     #: the data settings it was built from (stored with every model trained on it)
     config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        warning = self.degeneracy_warning()
+        if warning is not None and warning not in self.notes:
+            self.notes.append(f"Warning: {warning}.")
+
+    def degeneracy_warning(self) -> str | None:
+        """Why nothing can be learnt from the training series (constant, all zero), or None."""
+        why = self.train_series.degeneracy()
+        if why is None:
+            return None
+        source = self.train_series.meta.get("source", f"the {self.name} suite's data")
+        return (
+            f"training series {self.train_series.name} ({source}): {why}; a forecaster "
+            "learns nothing from it and its regret says nothing"
+        )
 
     def test(self, name: str) -> TestSet:
         for t in self.tests:
@@ -110,6 +126,7 @@ def chronological_suite(
     Targets start ``lead`` slots after each window's inputs."""
     gap = window + lead + horizon - 1
     train, val, test = split_series(series, (0.7, 0.15, 0.15), gap=gap)
+    check_scalable(train)
     scaler = Scaler.fit(train.values)
 
     def cut(part: Series, name: str) -> Windows:
@@ -233,6 +250,7 @@ def paper_suite(
     )
 
     raw = load_series("paper-2023-conv", data_dir)
+    check_scalable(raw)
     u, train_range = paper_normalize(raw.values, raw.name)
     rows = paper_rows(u)
     train_rows, test_rows = paper_split(rows)
@@ -261,6 +279,7 @@ def paper_suite(
     ]
     for name, (dataset, note) in PAPER_TESTS.items():
         series = load_series(dataset, data_dir)
+        check_scalable(series, "test file")  # normalized by its own extremes, as in the paper
         tests.append(
             TestSet(
                 name,

@@ -199,6 +199,11 @@ def overview(run: RunOutputs, title: str) -> list[Block]:
     failed = failed_units(run)
     if failed:
         facts.append("**failed or not run** (no results): " + ", ".join(f"`{f}`" for f in failed))
+    # The data's own warnings (e.g. a constant training series) head the report.
+    notes = run.meta.get("notes")
+    for note in notes if isinstance(notes, list) else []:
+        if str(note).startswith("Warning: "):
+            facts.append(f"**warning**: {str(note).removeprefix('Warning: ')}")
     return [Heading(title, 1), Bullets(facts)]
 
 

@@ -97,14 +97,8 @@ def train_model(
     """Train ``method`` on ``suite``'s training data with a fresh (or warm-started)
     forecaster; ``anchor`` makes the fresh one a learned correction of that rule."""
     train = (train or TrainConfig()).model_copy(update={"seed": seed})
-    if why := suite.train_series.degeneracy():
-        source = suite.train_series.meta.get("source", f"the {suite.name} suite's data")
-        warnings.warn(
-            f"training series {suite.train_series.name} ({source}): {why}; a forecaster "
-            "learns nothing from it and its regret says nothing",
-            DegenerateDataWarning,
-            stacklevel=2,
-        )
+    if (warning := suite.degeneracy_warning()) is not None:
+        warnings.warn(warning, DegenerateDataWarning, stacklevel=2)
     data = suite.data
     decision_task, task_note = fitted_task(
         task, task_params, suite.train_series.values, data.interval_s

@@ -23,9 +23,10 @@ from drdfl.errors import DataError, DatasetNotFoundError
 # own footprint whatever the file's size (benchmarks/results/readers.json).
 DEFAULT_CHUNKSIZE = 500_000
 
-# Forecasters compute in float32: a value it cannot hold becomes inf, and every metric
-# over it NaN, so such a value is refused where it is read.
-MAX_VALUE: Final = float(np.finfo(np.float32).max)
+# Forecasters and metrics compute in float32, and squared errors square a value: one
+# whose square float32 cannot hold makes the MSE inf beside finite regrets, so such a value
+# is refused where it is read (no workload comes near it: it is 1.8e19 tokens per interval).
+MAX_VALUE: Final = float(np.sqrt(np.finfo(np.float32).max))
 
 
 def token_columns(tokens: str, mapping: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
@@ -67,7 +68,10 @@ def sum_token_columns(
             what = "missing" if blank else repr(shown) if isinstance(shown, str) else shown
             expected = "a non-negative number"
             if values[i] > MAX_VALUE:
-                expected = f"a finite number the model's float32 can hold (at most {MAX_VALUE:.3g})"
+                expected = (
+                    "a finite number whose square the model's float32 can hold "
+                    f"(at most {MAX_VALUE:.3g})"
+                )
             raise DataError(
                 f"{source}, line {first_line + i}: {column} is {what}; expected {expected}"
             )
@@ -154,7 +158,8 @@ class RequestFormat:
         if values.max() > MAX_VALUE:
             raise DataError(
                 f"{path}: an interval of {binner.interval_ns / 1e9:g} s sums to "
-                f"{values.max():.3g} tokens, beyond what the model's float32 can hold"
+                f"{values.max():.3g} tokens, beyond what the model's float32 can square "
+                f"(at most {MAX_VALUE:.3g})"
             )
         tz = "UTC" if self.tz_aware is not None and self.tz_aware(path) else None
         start = pd.Timestamp(binner.start_ns, unit="ns", tz=tz)

@@ -65,7 +65,12 @@ def read(
     if frame.empty:
         raise DataError(f"{path}: no rows below the header; expected one value per interval")
     values = sum_token_columns(frame, (column,), str(path), first_line=2)
-    meta: dict[str, object] = {"source": str(path), "format": "binned", "column": column}
+    meta: dict[str, object] = {
+        "source": str(path),
+        "format": "binned",
+        "column": column,
+        "first_line": 2,
+    }
 
     start, step_s = (None, None)
     if has_time:
