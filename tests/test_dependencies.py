@@ -14,7 +14,11 @@ import drdfl
 SRC = Path(drdfl.__file__).resolve().parent
 ROOT = SRC.parent.parent
 #: distributions an optional extra brings, and the only modules that may import them
-OPTIONAL = {"ray": ("drdfl.runner.distributed",)}
+OPTIONAL = {
+    "ray": ("drdfl.runner.distributed",),
+    "fastapi": ("drdfl.serve.http",),
+    "uvicorn": ("drdfl.serve.http",),
+}
 
 
 def _name(requirement: str) -> str:

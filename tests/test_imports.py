@@ -122,6 +122,9 @@ def test_help_loads_no_heavy_dependency() -> None:
         ("drdfl.diffusion", ("drdfl.methods", "drdfl.evaluation", "drdfl.runner")),
         ("drdfl.evaluation.suites", ("drdfl.methods", "drdfl.runner", "drdfl.diffusion")),
         ("drdfl.methods", ("drdfl.evaluation", "drdfl.runner", "drdfl.cli")),
+        ("drdfl.evaluation.backtest", ("drdfl.methods", "drdfl.runner", "drdfl.serve")),
+        ("drdfl.serve", ("drdfl.runner", "drdfl.report", "drdfl.cli", "fastapi", "uvicorn")),
+        ("drdfl.serve.http", ("drdfl.runner", "drdfl.report", "drdfl.cli")),
     ],
 )
 def test_imports_point_down(module: str, above: tuple[str, ...]) -> None:

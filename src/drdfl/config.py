@@ -120,6 +120,19 @@ class EvaluationConfig(StrictModel):
     online_halflife: float = Field(
         256.0, gt=1, description="windows after which an observed regret counts half online"
     )
+    backtest: bool = Field(
+        False,
+        description="replay the in-distribution test series as a planner runs: the first "
+        "seed's models (and their online recalibration) against the autoscaler rules, in "
+        "replicas (OUT/backtest, a report section)",
+    )
+    backtest_slo_target: float = Field(
+        0.01,
+        ge=0,
+        lt=1,
+        description="share of slots a policy may leave short of capacity when the backtest "
+        "compares policies at a matched SLO",
+    )
 
 
 class ReportConfig(StrictModel):
@@ -355,6 +368,12 @@ def check_task(cfg: ExperimentConfig) -> None:
     except ConfigError as exc:
         key = "task_params" if cfg.task_params and "parameter" in str(exc) else "task"
         raise ConfigError(f"{key}: {exc}") from None
+    if cfg.evaluation.backtest and cfg.data.suite == "paper":
+        raise ConfigError(
+            "evaluation.backtest: the paper suite's windows are normalized by each file's own "
+            "extremes, which a planner replaying demand cannot know; use the synthetic or "
+            "honest suite"
+        )
 
 
 def check_windows(cfg: ExperimentConfig) -> None:

@@ -107,37 +107,86 @@ def train(
 
 @app.command("sample")
 def sample(
-    diff_dir: Annotated[Path, typer.Argument(help="Diffusion directory.")],
-    n: Annotated[int, typer.Option("--n", help="Number of segments to generate.")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="CSV file to write.")],
+    diff_dir: Annotated[
+        Path | None, typer.Argument(help="Diffusion directory (or --run OUT instead).")
+    ] = None,
+    n: Annotated[int | None, typer.Option("--n", help="Number of segments to generate.")] = None,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="CSV file to write.")] = None,
     sampler: SamplerOpt = "ddpm",
     steps: StepsOpt = None,
-    seed: Annotated[int, typer.Option(help="Seed of the sampling noise.")] = 0,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the sampling noise (with --run: the unit's seed).")
+    ] = None,
+    trace: Annotated[
+        bool,
+        typer.Option(
+            "--trace", help="Write a replayable trace (slot, tokens, segment): segments end to end."
+        ),
+    ] = False,
+    run: Annotated[
+        Path | None,
+        typer.Option(
+            "--run", help="A drdfl run's OUT: write its 3D-Learning segments as a trace instead."
+        ),
+    ] = None,
+    which: Annotated[
+        str,
+        typer.Option(
+            "--which",
+            help="With --run: worst-case (the adversary's) | reference (θ₀'s from the same "
+            "states).",
+        ),
+    ] = "worst-case",
     threads: Threads = None,
 ) -> None:
-    """Generate segments; writes segment, slot, demand (real units, clipped at 0), normalized."""
+    """Generate segments (segment, slot, demand in real units clipped at 0, normalized), or
+    write them, or a 3D-Learning run's worst cases (--run), as a replayable stress trace
+    (slot, tokens, segment) for drdfl backtest, simulators and load generators."""
+    from drdfl.serve import trace_frame
+
+    if out is None:
+        raise ConfigError("-o/--out: give the CSV file to write")
+    if (diff_dir is None) == (run is None):
+        raise ConfigError("give a diffusion directory or --run OUT (one of them)")
+    if run is not None:
+        from drdfl.runner.operate import run_segments
+
+        if n is not None or trace:
+            raise ConfigError("--run writes the run's own segments as a trace: drop --n/--trace")
+        segments, interval_s, source = run_segments(run, which, seed)
+        write_text(out, trace_frame(segments).to_csv(index=False, float_format="%.10g"))
+        typer.echo(
+            f"wrote {segments.shape[0]} segments of {segments.shape[1]} slots of {interval_s:g} s "
+            f"({which}, {source}) as a trace -> {out}"
+        )
+        return
     from drdfl.diffusion.model import DiffusionModel
     from drdfl.diffusion.samplers import get_sampler
 
-    if n <= 0:
+    if n is None or n <= 0:
         raise ConfigError(f"--n must be a positive number of segments, got {n}")
     rule = get_sampler(sampler)
     if threads is not None:
         torch.set_num_threads(threads)
+    assert diff_dir is not None
     model = DiffusionModel.load(diff_dir)
-    u = model.sample(n, rule, steps, seed=seed, progress=True).segments.numpy()
+    u = model.sample(n, rule, steps, seed=seed or 0, progress=True).segments.numpy()
     demand = model.to_demand(u)
     length = model.segment_length
-    frame = pd.DataFrame(
-        {
-            "segment": np.repeat(np.arange(n), length),
-            "slot": np.tile(np.arange(length), n),
-            "demand": demand.reshape(-1),
-            "normalized": u.reshape(-1),
-        }
-    )
+    if trace:
+        frame = trace_frame(demand)
+    else:
+        frame = pd.DataFrame(
+            {
+                "segment": np.repeat(np.arange(n), length),
+                "slot": np.tile(np.arange(length), n),
+                "demand": demand.reshape(-1),
+                "normalized": u.reshape(-1),
+            }
+        )
     write_text(out, frame.to_csv(index=False))
-    typer.echo(f"wrote {n} segments of {length} slots ({rule.name}) -> {out}")
+    what = "as a trace " if trace else ""
+    typer.echo(f"wrote {n} segments of {length} slots ({rule.name}) {what}-> {out}")
 
 
 @app.command("evaluate")

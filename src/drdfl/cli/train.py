@@ -37,9 +37,21 @@ def train(
         str | None,
         typer.Option(help="none | last | mean | ets: the rule the forecaster corrects"),
     ] = None,
-    task: Annotated[str, typer.Option(help="task[:preset], e.g. provisioning:paper-text")] = (
-        "provisioning"
-    ),
+    task: Annotated[
+        str, typer.Option(help="task[:preset], e.g. provisioning:paper-text or replicas:strict")
+    ] = "provisioning",
+    horizon: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Slots forecast and decided (data.horizon).")
+    ] = None,
+    lead: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=4096,
+            help="Slots between the decision and the first slot it is for, e.g. a new "
+            "replica's start-up time (data.lead).",
+        ),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override train.epochs.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     config: Annotated[Path | None, typer.Option(help="TOML experiment config.")] = None,
@@ -71,6 +83,8 @@ def train(
     data = cfg.data if suite is None else cfg.data.model_copy(update={"suite": suite})
     if data_dir is not None:
         data = data.model_copy(update={"data_dir": str(data_dir)})
+    shape = {k: v for k, v in (("horizon", horizon), ("lead", lead)) if v is not None}
+    data = data.model_copy(update=shape)
     update: dict[str, object] = {"device": chosen_device}
     if epochs is not None:
         update["epochs"] = epochs
@@ -88,6 +102,7 @@ def train(
             method,
             built,
             task=task,
+            task_params=cfg.task_params,
             forecaster=forecaster,
             anchor=anchor or cfg.anchor,
             anchor_alpha=cfg.anchor_alpha,

@@ -26,6 +26,7 @@ def write_report(out_dir: str | Path, title: str | None = None) -> dict[str, Pat
     path relative to ``out_dir``.
     """
     from drdfl.report import sections
+    from drdfl.report.operate import backtest_section
     from drdfl.report.render import html_page, markdown
     from drdfl.report.tables import main_suites
 
@@ -43,6 +44,7 @@ def write_report(out_dir: str | Path, title: str | None = None) -> dict[str, Pat
         *sections.test_sets(run),
         *sections.main_tables(run),
         *sections.skyline(run),
+        *backtest_section(out, figs.png),
         *sections.corruptions(run, figs),
         *sections.ablation(run, figs, suite),
         *sections.budget(run, figs, suite),

@@ -28,6 +28,7 @@ from drdfl.methods.registry import (
     sweep_budget,
 )
 from drdfl.report import figures
+from drdfl.report.operate import decision_line
 from drdfl.report.outputs import SAMPLE_SETS, RunOutputs, failed_units
 from drdfl.report.render import Block, Bullets, Code, Figure, Heading, Para, Table, skipped
 from drdfl.report.tables import (
@@ -189,6 +190,9 @@ def overview(run: RunOutputs, title: str) -> list[Block]:
     ]
     if budgets:
         facts.append("3D-Learning budget sweep, ε: " + ", ".join(f"{e:g}" for e in budgets))
+    decided = decision_line(run.meta.get("config"))
+    if decided:
+        facts.append(decided)
     profile = run.meta.get("profile")
     if profile:
         facts.insert(0, f"profile: `{profile}`")

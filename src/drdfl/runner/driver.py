@@ -244,6 +244,8 @@ class Run:
         references = self._references()
         self._write_samples(references.get(self.cfg.seeds[0]))
         self._write_quality(references)
+        if self.cfg.evaluation.backtest:
+            self._write_backtest()
         suite = self.data.suite
         with naming(self.out / "results.json"):
             self._write_results_json(table, timings, suite)
@@ -276,6 +278,18 @@ class Run:
                 else [],
             },
         )
+
+    def _write_backtest(self) -> None:
+        """The first seed's models replayed over the in-distribution test series
+        (``OUT/backtest``, for the report)."""
+        from drdfl.runner.operate import run_backtest
+
+        suite = self.data.suite
+        labels = list(dict.fromkeys(u.label for u in self.units))
+        series = suite.test(suite.in_distribution).series
+        ev = self.cfg.evaluation
+        with naming(self.out / "backtest"):
+            run_backtest(self.out, labels, self.cfg.seeds[0], series, ev.backtest_slo_target, True)
 
     def code(self) -> dict[str, Any]:
         """Version, git commit and dirty flag of the code that made the results."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -172,7 +173,7 @@ def run_unit(cfg: ExperimentConfig, unit: Unit, folder: Path, cache: Path) -> di
     unit); returns its summary. A warm start is read from the sibling DFL unit's folder."""
     import pandas as pd
 
-    from drdfl.runner.steps import save_trained, train_model
+    from drdfl.runner.steps import TaskFitWarning, save_trained, train_model
 
     data = run_data(cfg)
     if folder.exists():
@@ -193,19 +194,21 @@ def run_unit(cfg: ExperimentConfig, unit: Unit, folder: Path, cache: Path) -> di
     if source is not None:
         warm = _load_warm_start(folder.parent / source.key)
     start = time.perf_counter()
-    model, result = train_model(
-        unit.method,
-        data.suite,
-        task=cfg.task,
-        task_params=cfg.task_params,
-        forecaster=cfg.forecaster,
-        anchor=cfg.anchor,
-        anchor_alpha=cfg.anchor_alpha,
-        train=train_cfg,
-        seed=unit.seed,
-        method_params=params,
-        warm_start=warm,
-    )
+    with warnings.catch_warnings():  # the run said what its task changed, once, up front
+        warnings.simplefilter("ignore", TaskFitWarning)
+        model, result = train_model(
+            unit.method,
+            data.suite,
+            task=cfg.task,
+            task_params=cfg.task_params,
+            forecaster=cfg.forecaster,
+            anchor=cfg.anchor,
+            anchor_alpha=cfg.anchor_alpha,
+            train=train_cfg,
+            seed=unit.seed,
+            method_params=params,
+            warm_start=warm,
+        )
     timings.append(_timing(unit, "train", time.perf_counter() - start))
     model.method = unit.label
     model.config["evaluation"] = cfg.evaluation.model_dump()  # drdfl evaluate rescores alike
@@ -251,7 +254,7 @@ def _run_skyline(
 
     from drdfl.evaluation.suites import Suite, TestSet, evaluate_tests
     from drdfl.methods.base import TrainingData
-    from drdfl.runner.steps import train_model
+    from drdfl.runner.steps import TaskFitWarning, train_model
 
     rows = []
     for name, (fit, score, test) in data.skyline_parts.items():
@@ -265,15 +268,17 @@ def _run_skyline(
         )
         local = Suite(f"skyline:{name}", local_data, [], test.series, name)
         start = time.perf_counter()
-        model, _ = train_model(
-            "dfl",
-            local,
-            task=cfg.task,
-            task_params=cfg.task_params,
-            forecaster=cfg.forecaster,
-            train=train_cfg,
-            seed=unit.seed,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TaskFitWarning)
+            model, _ = train_model(
+                "dfl",
+                local,
+                task=cfg.task,
+                task_params=cfg.task_params,
+                forecaster=cfg.forecaster,
+                train=train_cfg,
+                seed=unit.seed,
+            )
         timings.append(_timing(unit, "train", time.perf_counter() - start))
         scored = TestSet(name, score, test.scaler, test.series, test.w_distance, test.note)
         start = time.perf_counter()
