@@ -63,6 +63,7 @@ BENCHMARKS = (
         why_not_quick="it is the quick profile itself, two minutes by its target",
     ),
     Benchmark("speed", "bench_speed.py", ("--quick",)),
+    Benchmark("operate", "bench_operate.py", ("--quick",)),
 )
 
 
@@ -152,7 +153,7 @@ def table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 
 def _machine_section(res: dict[str, dict[str, Any]]) -> list[str]:
-    order = ("pipeline", "quick", "training", "diffusion", "readers", "speed")
+    order = ("pipeline", "quick", "training", "diffusion", "readers", "speed", "operate")
     machine = next((res[k]["machine"] for k in order if "machine" in res.get(k, {})), None)
     log = res.get("run", {})
     lines = ["## Machine and run", ""]
@@ -594,6 +595,53 @@ def _readers_section(res: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _operate_section(res: dict[str, dict[str, Any]]) -> list[str]:
+    r = res.get("operate")
+    lines = ["## Operating a model: plan, backtest, serve", ""]
+    if r is None:
+        return [*lines, "Not measured (`python benchmarks/bench_operate.py`).", ""]
+    m, plan, bt, serve = r["model"], r["plan"], r["backtest"], r["serve"]
+
+    def verdict(key: str) -> str:
+        return "met" if r["targets"][key] else "**missed**"
+
+    rows = [
+        [
+            f"`drdfl plan`: one day of 5-s history ({plan['history_slots']:,} slots, CSV read "
+            "from disk), the model loaded, one CPU thread",
+            f"≤ {fmt_s(plan['target_s'])}",
+            f"{fmt_s(plan['plan']['median_s'])} (model loading included: "
+            f"{fmt_s(plan['load_and_plan']['median_s'])})",
+            verdict("plan"),
+        ],
+        [
+            f"`drdfl backtest`: {bt['decisions']:,} decisions, {len(bt['policies'])} policies "
+            "(online recalibration included), files and figure written, one CPU thread",
+            f"≤ {fmt_s(bt['target_s'])}",
+            fmt_s(bt["backtest"]["median_s"]),
+            verdict("backtest"),
+        ],
+        [
+            f"`drdfl serve`: p99 latency at {serve['rate_per_s']:g} requests/s for "
+            f"{serve['seconds']:g} s ({serve['payload_slots']} slots each; client and server "
+            f"on {serve['cores']} cores)",
+            f"≤ {serve['target_p99_ms']:g} ms",
+            f"{serve['p99_ms']} ms (p50 {serve['p50_ms']} ms, max {serve['max_ms']} ms; "
+            f"{serve['answered']}/{serve['requests']} answered, {serve['errors']} errors, "
+            f"{serve['achieved_rate_per_s']:g}/s sent)",
+            verdict("serve"),
+        ],
+    ]
+    lines += [
+        f"A `{m['method']}` model with the `{m['forecaster']}` forecaster on the replicas task "
+        f"(lead {m['lead']} slots, horizon {m['horizon']}), trained one epoch on the built-in "
+        "synthetic data; medians of repeated runs.",
+        "",
+    ]
+    lines += table(["what", "target", "measured", "verdict"], rows)
+    return lines
+
+
 def _runs_section(res: dict[str, dict[str, Any]]) -> list[str]:
     log = res.get("run")
     lines = ["## Benchmark processes", ""]
@@ -635,6 +683,7 @@ def render(res: dict[str, dict[str, Any]]) -> str:
         _diffusion_section,
         _official_section,
         _readers_section,
+        _operate_section,
         _runs_section,
     ):
         lines += section(res)

@@ -254,3 +254,41 @@ def test_markdown_reports_startup_evaluation_and_scaling_per_stage(bench_modules
     scaling = md.split("## Scaling per stage")[1]
     assert "| dfl_epoch | 0.10 s (1.0×), 700 MiB | 1.60 s (16.0×), 700 MiB |" in scaling
     assert "| ×16 | 8,192 | tiled | 2.17 s, 700 MiB | 0.42 s, 700 MiB |" in scaling
+
+
+def test_markdown_reports_the_operate_targets(bench_modules) -> None:
+    run, _ = bench_modules
+    result = {
+        "model": {"method": "dfl", "forecaster": "lstm", "lead": 24, "horizon": 3},
+        "plan": {
+            "history_slots": 17_280,
+            "plan": {"median_s": 0.02},
+            "load_and_plan": {"median_s": 0.03},
+            "target_s": 0.5,
+        },
+        "backtest": {
+            "decisions": 17_280,
+            "policies": ["model", "model+online", "reactive"],
+            "backtest": {"median_s": 12.5},
+            "target_s": 10.0,
+        },
+        "serve": {
+            "payload_slots": 720,
+            "rate_per_s": 50.0,
+            "seconds": 30.0,
+            "cores": 2,
+            "requests": 1500,
+            "answered": 1500,
+            "errors": 0,
+            "achieved_rate_per_s": 50.0,
+            "p50_ms": 7.5,
+            "p99_ms": 17.0,
+            "max_ms": 42.0,
+            "target_p99_ms": 50.0,
+        },
+        "targets": {"plan": True, "backtest": False, "serve": True},
+    }
+    md = run.render({"operate": result}).split("## Operating a model: plan, backtest, serve")[1]
+    assert "| ≤ 0.50 s | 0.02 s (model loading included: 0.03 s) | met |" in md
+    assert "17,280 decisions, 3 policies" in md and "| ≤ 10.0 s | 12.5 s | **missed** |" in md
+    assert "| ≤ 50 ms | 17.0 ms (p50 7.5 ms, max 42.0 ms; 1500/1500 answered" in md
