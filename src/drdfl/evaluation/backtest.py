@@ -102,7 +102,7 @@ class Policy(Protocol):
 
     name: str
 
-    def reads_s(self, replay: Replay) -> int:
+    def reads_slots(self, replay: Replay) -> int:
         """Slots of history it reads before its first decision."""
         ...
 
@@ -115,7 +115,7 @@ class LastValue:
 
     name: str = "last-value"
 
-    def reads_s(self, replay: Replay) -> int:
+    def reads_slots(self, replay: Replay) -> int:
         return 1
 
     def decide(self, replay: Replay) -> np.ndarray:
@@ -129,11 +129,11 @@ class MovingAverage:
     window_s: float = 60.0
     name: str = "moving-average"
 
-    def reads_s(self, replay: Replay) -> int:
+    def reads_slots(self, replay: Replay) -> int:
         return replay.slots(self.window_s)
 
     def decide(self, replay: Replay) -> np.ndarray:
-        mean = replay.history(self.reads_s(replay)).mean(axis=1, keepdims=True)
+        mean = replay.history(self.reads_slots(replay)).mean(axis=1, keepdims=True)
         return replay.replicas_for(mean)
 
 
@@ -157,7 +157,7 @@ class Reactive:
                 f"reactive: target_utilization must be in (0, 1], got {self.target_utilization}"
             )
 
-    def reads_s(self, replay: Replay) -> int:
+    def reads_slots(self, replay: Replay) -> int:
         return replay.slots(self.metric_s) + replay.slots(self.stabilization_s) - 1
 
     def decide(self, replay: Replay) -> np.ndarray:
@@ -181,11 +181,11 @@ class RecentQuantile:
     window_s: float = 300.0
     name: str = "recent-quantile"
 
-    def reads_s(self, replay: Replay) -> int:
+    def reads_slots(self, replay: Replay) -> int:
         return replay.slots(self.window_s)
 
     def decide(self, replay: Replay) -> np.ndarray:
-        return replay.replicas_for(replay.history(self.reads_s(replay)))
+        return replay.replicas_for(replay.history(self.reads_slots(replay)))
 
 
 @dataclass
@@ -195,7 +195,7 @@ class ModelPolicy:
     planner: Planner
     name: str = "model"
 
-    def reads_s(self, replay: Replay) -> int:
+    def reads_slots(self, replay: Replay) -> int:
         return self.planner.window
 
     def decide(self, replay: Replay) -> np.ndarray:
@@ -212,7 +212,7 @@ class OnlineModelPolicy:
     name: str = "model+online"
     settings: Any = None
 
-    def reads_s(self, replay: Replay) -> int:
+    def reads_slots(self, replay: Replay) -> int:
         return self.planner.window
 
     def decide(self, replay: Replay) -> np.ndarray:
@@ -260,7 +260,7 @@ class Oracle:
 
     name: str = "oracle"
 
-    def reads_s(self, replay: Replay) -> int:
+    def reads_slots(self, replay: Replay) -> int:
         return 0
 
     def decide(self, replay: Replay) -> np.ndarray:
@@ -407,7 +407,7 @@ def backtest(
     if len(set(names)) < len(names):
         raise ConfigError(f"backtest: two policies share a name ({', '.join(names)})")
     probe = Replay(values, np.array([values.shape[0]]), lead, task)
-    first = max([1, *(p.reads_s(probe) for p in policies)])
+    first = max([1, *(p.reads_slots(probe) for p in policies)])
     last = values.shape[0] - lead - 1
     if last < first:
         raise DataError(
