@@ -136,7 +136,6 @@ def backtest(
     """Replay a trace as a planner runs (each slot decided from what is known then, the
     lead time respected): the model against last-value, moving-average, reactive and
     recent-quantile autoscalers; writes DIR/backtest.csv and a figure."""
-    from drdfl.cli.common import echo_table
     from drdfl.runner.operate import backtest_model
 
     result, directory = backtest_model(
@@ -146,7 +145,8 @@ def backtest(
     if as_json:
         typer.echo(json.dumps(table.to_dict("records"), indent=2))
         return
-    echo_table(table.set_index("policy"), title=f"backtest of {model_dir} on {trace}")
+    typer.echo(f"backtest of {model_dir} on {trace} (lead {result.lead} slot(s)):")
+    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     typer.echo(f"{len(result.slots):,} slots replayed → {directory}")
 
 
