@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -16,11 +17,19 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
     """Open a temporary file next to ``path`` and move it over ``path`` only on success.
 
     On any exception the temporary file is removed and ``path`` is left untouched. The
-    file gets the mode a plain ``open`` would give it (0666 less the umask).
+    file gets the mode a plain ``open`` would give it (0666 less the umask). A failed
+    write names ``path``: an ``OSError`` without a file name gets it, and any error while
+    the disk is full (torch's writer reports a short write in its own words) becomes
+    "No space left on device" naming ``path``, its own message kept.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise _named(exc, target) from exc
     # mkstemp creates 0600 files; a result is meant to be shared like any other file.
     os.fchmod(fd, default_file_mode())
     os.close(fd)
@@ -30,10 +39,34 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
+        full = isinstance(exc, Exception) and disk_full(target.parent)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if full and not (isinstance(exc, OSError) and exc.errno == errno.ENOSPC):
+            message = f"{os.strerror(errno.ENOSPC)} ({type(exc).__name__}: {exc})"
+            raise OSError(errno.ENOSPC, message, str(target)) from exc
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise _named(exc, target) from exc
         raise
+
+
+#: free bytes below which a failed write is taken for a full disk
+FULL_DISK_BYTES = 1 << 20
+
+
+def disk_full(directory: str | os.PathLike[str]) -> bool:
+    """Whether the filesystem of ``directory`` has (almost) no space left."""
+    try:
+        stats = os.statvfs(directory)
+    except (OSError, AttributeError):  # no statvfs off POSIX
+        return False
+    return stats.f_bavail * stats.f_frsize < FULL_DISK_BYTES
+
+
+def _named(exc: OSError, path: Path) -> OSError:
+    """The error ``exc`` (which names no file) naming ``path``."""
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
 
 
 def default_file_mode() -> int:

@@ -155,9 +155,16 @@ def _main(argv: list[str] | None) -> int:
         return 2
     except typer.Exit as exc:
         return exc.exit_code
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        return 130
+    except typer.Abort as exc:
+        # typer takes an EOFError for a closed prompt: one from reading a file is an error.
+        cause = exc.__cause__
+        if not isinstance(cause, EOFError):
+            typer.echo("aborted", err=True)
+            return 130
+        if debug:
+            raise cause from None
+        typer.echo(f"error: EOFError: {cause} (--debug shows the traceback)", err=True)
+        return 1
     except typer.TyperException as exc:  # usage errors: bad or missing options
         show = getattr(exc, "show", None)
         if callable(show):

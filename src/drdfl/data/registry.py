@@ -154,11 +154,18 @@ def get_dataset(name: str) -> Dataset:
 
 
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """The data directory: ``explicit`` if given, else ``DRDFL_DATA_DIR``, else none."""
-    if explicit is not None:
-        return Path(explicit)
+    """The data directory: ``explicit`` if given, else ``DRDFL_DATA_DIR``, else none. One
+    that exists but is not a directory is an error (not a missing dataset)."""
     configured = os.environ.get("DRDFL_DATA_DIR")
-    return Path(configured) if configured else None
+    if explicit is not None:
+        path, what = Path(explicit), "data directory (--data-dir or data.data_dir)"
+    elif configured:
+        path, what = Path(configured), "data directory (DRDFL_DATA_DIR)"
+    else:
+        return None
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{path}: is a file, not a {what} of trace files")
+    return path
 
 
 def cache_dir() -> Path:

@@ -270,6 +270,12 @@ def simulate(
     return tokens[lead:]
 
 
+#: the longest synthetic series, in days (as ``data.synthetic_days`` of a run allows) and
+#: in intervals (60 days at 1 s: a few hundred MB while it is generated)
+MAX_DAYS = 60.0
+MAX_INTERVALS = 5_184_000
+
+
 def generate(
     days: float,
     regime: str,
@@ -290,8 +296,10 @@ def generate(
         raise DataError(
             f"unknown synthetic regime {regime!r}: expected one of {', '.join(REGIME_NAMES)}"
         )
-    if not (np.isfinite(days) and days > 0):
-        raise DataError(f"synthetic series: days must be a positive number, got {days}")
+    if not (np.isfinite(days) and 0 < days <= MAX_DAYS):
+        raise DataError(
+            f"synthetic series: days must be a positive number of at most {MAX_DAYS:g}, got {days}"
+        )
     if not (np.isfinite(interval_s) and interval_s > 0):
         raise DataError(
             f"synthetic series: interval must be a positive number of seconds, got {interval_s}"
@@ -304,6 +312,11 @@ def generate(
     if n < 1:
         raise DataError(
             f"synthetic series of {days} days at {interval_s} s holds no whole interval"
+        )
+    if n > MAX_INTERVALS:
+        raise DataError(
+            f"synthetic series of {days} days at {interval_s} s would hold {n:,} intervals, "
+            f"more than {MAX_INTERVALS:,}; choose fewer days or a longer interval"
         )
     t0 = _utc(start)
     meta: dict[str, object] = {

@@ -100,7 +100,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from drdfl.data.windows import describe_span
+from drdfl.data.windows import Scaler, describe_span
 from drdfl.diffusion.ddpm import score_matching_loss
 from drdfl.diffusion.divergence import Tail, path_kl, tail_with_kl
 from drdfl.diffusion.model import DiffusionModel, DiffusionModelConfig, get_preset
@@ -746,7 +746,9 @@ def check_reference_series(model: DiffusionModel, real: np.ndarray) -> None:
     scaler = model.scaler
     if scaler is None:
         return
-    lo, hi = float(real.min()), float(real.max())
+    # The series' range as a scaler fitted to it holds it (a constant one spans lo..lo+1).
+    expected = Scaler.fit(real)
+    lo, hi = expected.lo, expected.hi
     span = max(hi - lo, 1e-12)
     if (
         abs(scaler.lo - lo) > _RANGE_TOLERANCE * span

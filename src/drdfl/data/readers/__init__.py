@@ -16,7 +16,7 @@ import pandas as pd
 
 from drdfl.data.binning import DEFAULT_INTERVAL, TOKENS
 from drdfl.data.readers import azure, binned, burstgpt, mooncake
-from drdfl.data.readers._common import RequestFormat, check_file
+from drdfl.data.readers._common import RequestFormat, check_file, reading
 from drdfl.data.series import Series
 from drdfl.errors import DataError
 
@@ -40,7 +40,8 @@ def detect_format(path: str | Path) -> str:
     if suffixes and suffixes[-1] in _JSON_SUFFIXES:
         return "mooncake"
     try:
-        head = pd.read_csv(path, nrows=_SNIFF_ROWS, dtype=str)
+        with reading(path):
+            head = pd.read_csv(path, nrows=_SNIFF_ROWS, dtype=str)
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path} is empty; expected a header line and data rows") from exc
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -79,7 +80,8 @@ def read_series(
         raise DataError(f"tokens {tokens!r} is not one of {', '.join(TOKENS)}")
     fmt = fmt or detect_format(path)
     if fmt == "binned":
-        return binned.read(path, column or binned.TOKEN_COLUMN[tokens], interval, name)
+        with reading(path):
+            return binned.read(path, column or binned.TOKEN_COLUMN[tokens], interval, name)
     if fmt not in REQUEST_FORMATS:
         raise DataError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
     if column is not None:

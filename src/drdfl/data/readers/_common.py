@@ -7,6 +7,11 @@ numbers in errors, token selection and binning are done here once.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import lzma
+import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +84,32 @@ def sum_token_columns(
     return total
 
 
+@contextlib.contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Inside the block, a file that is not what its name says or that ends early (a
+    truncated or mislabelled ``.gz``, ``.bz2``, ``.xz``, ``.zip``) raises a one-line
+    :class:`DataError` naming it; the decompressors' own errors name no file, and Python's
+    ``EOFError`` read like Ctrl-C on the command line."""
+    try:
+        yield
+    except (DataError, DatasetNotFoundError):
+        raise
+    except EOFError as exc:
+        raise DataError(
+            f"{path}: ends before its compressed data does (truncated?); expected a complete "
+            f"{path.suffix or 'compressed'} file ({exc})"
+        ) from exc
+    except (zlib.error, lzma.LZMAError, zipfile.BadZipFile, gzip.BadGzipFile) as exc:
+        raise DataError(
+            f"{path}: not a readable {path.suffix} file although its name says so ({exc}); "
+            "rename it, or compress it again"
+        ) from exc
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+
+
 def check_file(path: Path) -> None:
     """A readable, non-empty regular file, or a one-line error saying what it is instead."""
     if path.is_dir():
@@ -123,21 +154,22 @@ class RequestFormat:
         columns = token_columns(tokens, self.token_columns)
         needed = (self.time_column, *columns)
         first_line = 1 if self.jsonl else 2  # a CSV's line 1 is the header
-        try:
-            for chunk in self._chunks(path, needed, chunksize):
-                check_columns(list(chunk.columns), needed, str(path))
-                times_ns = self._times(chunk[self.time_column], path, first_line)
-                counts = sum_token_columns(chunk, columns, str(path), first_line)
-                yield times_ns, counts, first_line
-                first_line += len(chunk)
-        except DataError:
-            raise
-        except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
-            what = "valid JSON lines" if self.jsonl else "a readable CSV"
-            expected = "; expected one JSON object per line" if self.jsonl else ""
-            raise DataError(
-                f"{path}: not {what} at or after line {first_line}{expected} ({exc})"
-            ) from exc
+        with reading(path):
+            try:
+                for chunk in self._chunks(path, needed, chunksize):
+                    check_columns(list(chunk.columns), needed, str(path))
+                    times_ns = self._times(chunk[self.time_column], path, first_line)
+                    counts = sum_token_columns(chunk, columns, str(path), first_line)
+                    yield times_ns, counts, first_line
+                    first_line += len(chunk)
+            except DataError:
+                raise
+            except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError is one
+                what = "valid JSON lines" if self.jsonl else "a readable CSV"
+                expected = "; expected one JSON object per line" if self.jsonl else ""
+                raise DataError(
+                    f"{path}: not {what} at or after line {first_line}{expected} ({exc})"
+                ) from exc
 
     def read(
         self,
