@@ -88,6 +88,12 @@ def test_resolved_config_round_trips(profile: str, tmp_path: Path) -> None:
         (["data.suite=honest", "data.tokens=total"], "tokens applies only"),
         (["method_params.thredd.budget=0.5"], "method_params.thredd: unknown method"),
         (["method_params.threed.budgte=0.5"], "method_params.threed.budgte: unknown key"),
+        # Each of these used to fail only after OUT was claimed (once a unit had trained).
+        (["task=nope"], "task: unknown task 'nope'"),
+        (["forecaster=transformer"], "forecaster: unknown forecaster 'transformer'"),
+        (["seeds=-1"], r"seeds.0: Input should be greater than or equal to 0 \(got -1\)"),
+        (["seeds=99999999999999999999"], "seeds.0: Input should be less than or equal to 42949"),
+        (["train.seed=-1"], "train.seed: Input should be greater than or equal to 0"),
     ],
 )
 def test_bad_config_is_one_line_and_leaves_nothing(
@@ -169,6 +175,23 @@ def test_output_dir_keeps_foreign_files_and_finished_runs(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match=r"inputs\.tests\.t\.csv\.sha256 differ"):
         claim(tmp_path / "r2", changed, True)
     claim(tmp_path / "r2", record, True)
+
+
+def test_a_run_with_nothing_finished_says_it_may_be_deleted(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    claim(out, {"config": "a"}, False)  # a run that stopped before any unit finished
+    hint = f", or delete {out} \\(nothing in it is finished\\)"
+    with pytest.raises(ConfigError, match=f"already holds a run; pass --resume .*{hint}$"):
+        claim(out, {"config": "a"}, False)
+    with pytest.raises(ConfigError, match=f"config differ.*{hint}$"):
+        claim(out, {"config": "b"}, True)
+    done = out / "units" / "mse-s0" / "done.json"
+    done.parent.mkdir(parents=True)
+    done.write_text("{}")
+    for config, resume in (("a", False), ("b", True)):
+        with pytest.raises(ConfigError) as refused:
+            claim(out, {"config": config}, resume)
+        assert "delete" not in str(refused.value)
 
 
 def test_a_second_run_on_a_locked_directory_names_the_holder(tmp_path: Path) -> None:

@@ -15,13 +15,18 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from drdfl.errors import ConfigError
 from drdfl.methods.registry import METHOD_NAMES, METHODS
 from drdfl.schema import NONE, StrictModel, parse_model
+
+#: the largest seed: every generator drdfl seeds (numpy's legacy one included) takes it
+MAX_SEED = 2**32 - 1
+#: a seed of every random choice
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 class TrainConfig(StrictModel):
@@ -42,7 +47,7 @@ class TrainConfig(StrictModel):
         "regret", description="per-sample loss: decision regret, raw decision loss, or MSE"
     )
     max_val_windows: int = Field(20000, ge=1, description="validation windows scored per epoch")
-    seed: int = 0
+    seed: Seed = 0
     device: str = "cpu"
 
 
@@ -157,7 +162,7 @@ class ExperimentConfig(StrictModel):
 
     name: str = "quick"
     profile: str | None = Field(None, description="the named profile this config is laid over")
-    seeds: list[int] = Field(default_factory=lambda: [0, 1], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1], min_length=1)
     methods: list[str] = Field(default_factory=lambda: ["mse", "dfl"], min_length=1)
     task: str = Field(
         "provisioning:paper-code",
@@ -355,7 +360,19 @@ def resolve_config(
     cfg.method_params = validate_method_params(cfg.method_params)
     check_windows(cfg)
     check_task(cfg)
+    check_forecaster(cfg)
     return cfg
+
+
+def check_forecaster(cfg: ExperimentConfig) -> None:
+    """The forecaster builds for the data's windows: an unknown one is one
+    :class:`ConfigError` naming the key before any work."""
+    from drdfl.models.forecasters import build_forecaster
+
+    try:
+        build_forecaster(cfg.forecaster, cfg.data.window, cfg.data.horizon)
+    except ConfigError as exc:
+        raise ConfigError(f"forecaster: {exc}") from None
 
 
 def check_task(cfg: ExperimentConfig) -> None:

@@ -196,22 +196,29 @@ class OutputDir:
                 f"{out} holds files that are not a drdfl {self.what} ({shown}); choose a new "
                 "or empty --out"
             )
+        # A directory that holds nothing finished is no loss: say it may simply go.
+        empty = "" if self._finished() else f", or delete {out} (nothing in it is finished)"
         if not resume:
             raise ConfigError(
                 f"{out} already holds a {self.what}; pass --resume to continue it or choose "
-                "another --out"
+                f"another --out{empty}"
             )
         try:
             previous = json.loads(marker.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{marker}: unreadable ({exc}); cannot resume") from None
+            raise ConfigError(f"{marker}: unreadable ({exc}); cannot resume{empty}") from None
         differs = _differences(previous, record)
         if differs:
             raise ConfigError(
                 f"cannot resume {out}: {', '.join(differs)} differ(s) from the {self.what} "
                 "it holds; resume with the same profile, config file, --set options, data "
-                "and code, or choose another --out"
+                f"and code, or choose another --out{empty}"
             )
+
+    def _finished(self) -> bool:
+        """Whether the directory holds anything finished: a done unit, or results."""
+        out = self.path
+        return (out / "results.csv").exists() or any(out.glob(f"**/units/*/{DONE_FILE}"))
 
 
 class RunStore:
