@@ -267,7 +267,9 @@ def test_a_corrupt_cache_entry_says_to_delete_it(tmp_path: Path) -> None:
     entry.mkdir(parents=True)
     (entry / ENTRY_FILE).write_text(json.dumps(_inputs(cfg.diffusion, series, 0)))
     (entry / "diffusion.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ModelError, match=f"delete {entry}"):
+    with pytest.raises(
+        ModelError, match=f"delete {entry} and run the command again, with --resume"
+    ):
         cache.lookup(cfg.diffusion, series, 0)
     (entry / ENTRY_FILE).write_text(json.dumps({**_inputs(cfg.diffusion, series, 0), "seed": 9}))
     with pytest.raises(ModelError, match="trained with other seed"):

@@ -26,9 +26,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        if exc.filename is not None:
-            raise
+    except OSError as exc:  # the temporary's name would mean nothing to the reader
         raise _named(exc, target) from exc
     # mkstemp creates 0600 files; a result is meant to be shared like any other file.
     os.fchmod(fd, default_file_mode())
@@ -65,7 +63,7 @@ def disk_full(directory: str | os.PathLike[str]) -> bool:
 
 
 def _named(exc: OSError, path: Path) -> OSError:
-    """The error ``exc`` (which names no file) naming ``path``."""
+    """The error ``exc`` naming ``path``."""
     return OSError(exc.errno, exc.strerror or str(exc), str(path))
 
 

@@ -214,6 +214,14 @@ class ExperimentConfig(StrictModel):
             raise ValueError(f"seed(s) {repeated} given more than once")
         return seeds
 
+    @field_validator("methods")
+    @classmethod
+    def _distinct_methods(cls, methods: list[str]) -> list[str]:
+        repeated = list(dict.fromkeys(m for m in methods if methods.count(m) > 1))
+        if repeated:
+            raise ValueError(f"method(s) {', '.join(repeated)} given more than once")
+        return methods
+
 
 #: Every method of the comparison, in report order (those the profiles can run).
 ALL_METHODS = [m for m in METHOD_NAMES if METHODS[m].in_profiles]
@@ -302,8 +310,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             raise ConfigError(f"--set {item!r}: expected key.path=value")
         parts = key.strip().split(".")
         node = out
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1]):
             child = node.get(part)
+            if child is not None and not isinstance(child, dict):
+                # Replacing it by a table would drop every other key of that section.
+                section = ".".join(parts[: depth + 1])
+                raise ConfigError(
+                    f"--set {key.strip()}: {section} is {child!r}, not a table of keys; "
+                    f"fix {section} in the config file"
+                )
             node[part] = dict(child) if isinstance(child, dict) else {}
             node = node[part]
         value = _parse_value(text.strip())
@@ -342,6 +357,10 @@ def resolve_config(
     """
     raw = _read_toml(Path(path)) if path is not None else {}
     named = raw.pop("profile", None)
+    if profile is not None and named is not None and named != profile:
+        raise ConfigError(
+            f"--profile {profile} and {path}'s profile = {named!r} differ; drop one of them"
+        )
     name = profile or named
     complete = set(ExperimentConfig.model_fields) - {"profile"} <= set(raw)
     if name is None and not complete:

@@ -57,8 +57,14 @@ def report(
     """(Re)build OUT/report.md, OUT/report.html and OUT/figures from a run's tables."""
     from drdfl.errors import ConfigError
     from drdfl.report import summary_text, write_report
-    from drdfl.runner.store import RUN_FILE
+    from drdfl.runner.store import RUN_FILE, OutputDir
 
+    holder = OutputDir(out).holder()
+    if holder is not None:
+        raise ConfigError(
+            f"{out} is in use by {holder}: the run is still working; run drdfl report {out} "
+            "once it has finished"
+        )
     if not (out / "results.csv").is_file():
         if (out / RUN_FILE).is_file():
             raise ConfigError(

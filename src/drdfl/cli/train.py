@@ -19,6 +19,7 @@ from drdfl.cli.common import (
     echo_table,
     load_config_file,
 )
+from drdfl.config import MAX_SEED
 
 SUITE_HELP = "synthetic (built-in, no files) | paper | honest"
 # Seconds per training iteration of the reference diffusion presets on one CPU thread
@@ -32,7 +33,10 @@ def train(
     suite: Annotated[
         str | None, typer.Option("--suite", help=SUITE_HELP + " (default: the config's)")
     ] = None,
-    forecaster: Annotated[str, typer.Option(help="lstm | mlp | linear")] = "lstm",
+    forecaster: Annotated[
+        str | None,
+        typer.Option(help="lstm | mlp | linear (default: lstm, or the --warm-start model's)"),
+    ] = None,
     anchor: Annotated[
         str | None,
         typer.Option(help="none | last | mean | ets: the rule the forecaster corrects"),
@@ -53,7 +57,9 @@ def train(
         ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Override train.epochs.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=MAX_SEED, help="Seed of every random choice.")
+    ] = 0,
     config: Annotated[Path | None, typer.Option(help="TOML experiment config.")] = None,
     warm_start: Annotated[
         Path | None, typer.Option("--warm-start", help="MODEL_DIR to start from.")
@@ -78,6 +84,7 @@ def train(
     from drdfl.runner.steps import build_suite, save_trained, train_model
 
     ensure_new_model_dir(out)
+    forecaster = _forecaster_of(warm_start, forecaster)
     cfg = load_config_file(config)
     chosen_device = str(resolve_device(device or cfg.device))
     data = cfg.data if suite is None else cfg.data.model_copy(update={"suite": suite})
@@ -122,6 +129,25 @@ def train(
     )
 
 
+def _forecaster_of(warm_start: Path | None, forecaster: str | None) -> str:
+    """The forecaster to train: a warm start continues its own, which ``--forecaster`` may
+    name but not change."""
+    if warm_start is None:
+        return forecaster or "lstm"
+    from drdfl.artifacts import load_model
+    from drdfl.errors import ConfigError
+    from drdfl.models.forecasters import REVIN_PREFIX, forecaster_spec
+
+    spec = forecaster_spec(load_model(warm_start).forecaster)
+    own = (REVIN_PREFIX if spec.get("revin") else "") + str(spec["name"])
+    if forecaster is not None and forecaster != own:
+        raise ConfigError(
+            f"--forecaster {forecaster}: the --warm-start model {warm_start} is a {own} "
+            f"forecaster, and training continues it; drop --forecaster or pass {own}"
+        )
+    return own
+
+
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="Model directory written by drdfl train.")],
     suite: Annotated[str | None, typer.Option(help=SUITE_HELP + " | corruptions")] = None,
@@ -135,21 +161,25 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Evaluate a saved model on the suite it was trained on (or --suite) and on --test
-    sets; writes MODEL_DIR/eval-<what>.csv, named after the suite and the --test files."""
+    sets; writes MODEL_DIR/eval-<what>.csv, named after the suite and the --test files
+    (numbered when that name holds another evaluation)."""
     from drdfl._io import atomic_open
     from drdfl.runner.steps import evaluate_model
 
     tests = list(test or [])
+    _check_writable(model_dir)
     with _warnings_as_lines():
         table, windows, notes = evaluate_model(model_dir, suite, tests, data_dir, per_window)
-    label = evaluation_label(suite, tests)
-    with atomic_open(model_dir / f"eval-{label}.csv", "w", newline="") as handle:
+    label = output_label(model_dir, suite, tests)
+    written = model_dir / f"eval-{label}.csv"
+    with atomic_open(written, "w", newline="") as handle:
         table.to_csv(handle, index=False)
     if windows is not None:
         with atomic_open(model_dir / f"windows-{label}.csv", "w", newline="") as handle:
             windows.to_csv(handle, index=False)
     if as_json:
-        typer.echo(json.dumps({"results": table.to_dict("records"), "notes": notes}, indent=2))
+        payload = {"results": table.to_dict("records"), "notes": notes, "file": str(written)}
+        typer.echo(json.dumps(payload, indent=2))
         return
     # dropna=False: a metric that came out NaN is shown as such, never silently left out.
     wide = table.pivot_table(
@@ -159,14 +189,68 @@ def evaluate(
     echo_table(wide[[c for c in cols if c in wide.columns]], title=f"{model_dir} — {label}")
     for note in notes:
         typer.echo(f"note: {note}")
+    typer.echo(f"written: {written}")
+
+
+def _check_writable(model_dir: Path) -> None:
+    """Refuse, before any work, a model directory the evaluation cannot write into."""
+    import os
+    import tempfile
+
+    from drdfl.errors import ConfigError
+
+    if not model_dir.is_dir():
+        return  # said by the evaluation: not found, or not a model directory
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".drdfl-write-check.", dir=model_dir)
+    except OSError as exc:
+        raise ConfigError(
+            f"{model_dir}: cannot write the evaluation's files there ({exc.strerror}); copy "
+            "the model directory somewhere writable"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+#: in a model directory: which evaluation each eval-<label>.csv holds
+EVALUATIONS_FILE = "evaluations.json"
 
 
 def evaluation_label(suite: str | None, tests: list[str]) -> str:
     """The name part of an evaluation's output files: the suite (``default`` for the
-    model's own) and the stems of the --test files, joined by ``+``; safe as a file name."""
+    model's own) and the stems of the --test files, joined by ``+``; letters of any
+    alphabet are kept, anything unsafe in a file name becomes ``_``."""
     parts = [suite] if suite else [] if tests else ["default"]
     parts += [Path(spec).name.split(".")[0] or spec for spec in tests]
-    return re.sub(r"[^A-Za-z0-9_.+-]", "_", "+".join(parts))
+    return re.sub(r"[^\w.+-]", "_", "+".join(parts))
+
+
+def output_label(model_dir: Path, suite: str | None, tests: list[str]) -> str:
+    """:func:`evaluation_label`, numbered (``-2``, ``-3`` …) when ``model_dir`` holds an
+    evaluation of that label from other test files (two ``code.csv`` in different
+    folders): one never overwrites the other. Recorded in ``evaluations.json``."""
+    from drdfl._io import write_json
+
+    base = evaluation_label(suite, tests)
+    sources = {
+        "suite": suite,
+        "tests": [str(Path(t).resolve()) if Path(t).exists() else t for t in tests],
+    }
+    path = model_dir / EVALUATIONS_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = {}
+    number = 1
+    while True:
+        label = base if number == 1 else f"{base}-{number}"
+        # An unrecorded file (an older drdfl's) is taken for this evaluation, as before.
+        if label not in record or record[label] == sources:
+            break
+        number += 1
+    if record.get(label) != sources:
+        write_json(path, {**record, label: sources})
+    return label
 
 
 def _reference_note(params: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from drdfl.config import ExperimentConfig, config_to_toml
+from drdfl.errors import ModelError
 from drdfl.runner.local import LocalExecutor, Outcome
 from drdfl.runner.plan import Plan, build_plan
 from drdfl.runner.reference import ReferenceCache
@@ -346,7 +347,13 @@ class Run:
         for name in WORST_CASES:
             path = self.store.unit_dir(f"threed-s{seed}") / f"{name}.npy"
             if path.is_file():
-                arrays[name] = load_array(path)
+                try:
+                    arrays[name] = load_array(path)
+                except ModelError as exc:  # said the same in any command: how, in a run
+                    raise ModelError(
+                        f"{str(exc).partition('; delete it')[0]}; delete it and resume the run "
+                        "(--resume) to redo its unit"
+                    ) from None
         if arrays:
             with (
                 naming(self.out / "samples.npz"),

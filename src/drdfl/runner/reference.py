@@ -144,7 +144,10 @@ class ReferenceCache:
         """Insist that the entry at ``path`` was trained from ``inputs`` and loads."""
         from drdfl.diffusion.model import DiffusionModel, DiffusionModelConfig
 
-        hint = f"delete {path} and run again (it is retrained)"
+        hint = (
+            f"delete {path} and run the command again, with --resume if it stopped a run "
+            "(the entry is retrained)"
+        )
         try:
             stored = json.loads((path / ENTRY_FILE).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

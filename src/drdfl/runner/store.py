@@ -184,6 +184,21 @@ class OutputDir:
                 fcntl.flock(handle, fcntl.LOCK_UN)
             handle.close()
 
+    def holder(self) -> str | None:
+        """Who works in the directory now (its lock's holder: a run or resume), or None."""
+        lock = self.path / LOCK_FILE
+        try:
+            handle = open(lock, encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError:
+            return None
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _holder(lock)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
+
     def _check(self, record: dict[str, Any], resume: bool) -> None:
         out = self.path
         present = sorted(p.name for p in out.iterdir() if p.name != LOCK_FILE)
@@ -245,7 +260,16 @@ class RunStore:
         return self.out / "units" / key
 
     def is_done(self, key: str) -> bool:
-        return (self.unit_dir(key) / DONE_FILE).is_file()
+        """Whether unit ``key`` finished and every file its done marker lists is there (one
+        deleted, as a hint for a corrupt file says, has the unit redone on resume)."""
+        folder = self.unit_dir(key)
+        try:
+            files = json.loads((folder / DONE_FILE).read_text(encoding="utf-8")).get("files")
+        except FileNotFoundError:
+            return False
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            return True  # unreadable: said by read_unit, naming the folder to delete
+        return all((folder / name).is_file() for name in files or [])
 
     def read_unit(self, key: str) -> dict[str, Any]:
         """A done unit's tables (``results``, ``history``, ``timings``); a clear error that
@@ -302,10 +326,11 @@ def write_unit(
     summary: dict[str, Any],
 ) -> None:
     """A unit's tables, its worst cases (``NAME.npy`` per entry of ``worst``) and finally
-    its done marker, each atomically."""
+    its done marker (``summary`` and the files written), each atomically."""
     import numpy as np
 
     tables = (("results.csv", results), ("history.csv", history), ("timings.csv", timings))
+    summary = {**summary, "files": [n for n, _ in tables] + [f"{n}.npy" for n in worst]}
     for name, frame in tables:
         with naming(folder / name), atomic_open(folder / name, "w", newline="") as handle:
             frame.to_csv(handle, index=False)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from drdfl.data.binning import DEFAULT_INTERVAL, TOKENS
 from drdfl.data.readers import azure, binned, burstgpt, mooncake
-from drdfl.data.readers._common import RequestFormat, check_file, reading
+from drdfl.data.readers._common import RequestFormat, check_file, csv_error, reading
 from drdfl.data.series import Series
 from drdfl.errors import DataError
 
@@ -45,7 +45,7 @@ def detect_format(path: str | Path) -> str:
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path} is empty; expected a header line and data rows") from exc
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable CSV: {exc}") from exc
+        raise csv_error(path, exc) from exc
     columns = list(head.columns)
     matches = [f.name for f in REQUEST_FORMATS.values() if not f.jsonl and f.matches(columns)]
     if len(matches) > 1:

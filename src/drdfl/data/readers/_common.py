@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import lzma
+import re
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -82,6 +83,21 @@ def sum_token_columns(
             )
         total += values
     return total
+
+
+_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+def csv_error(path: Path, exc: Exception) -> DataError:
+    """A CSV that pandas cannot parse as one line naming the file (and the line, when a row
+    has more fields than the header)."""
+    if match := _FIELDS.search(str(exc)):
+        expected, line, saw = match.groups()
+        return DataError(
+            f"{path}, line {line}: {saw} fields where the header has {expected}; expected "
+            "one value per column"
+        )
+    return DataError(f"{path}: not a readable CSV: {exc}")
 
 
 @contextlib.contextmanager

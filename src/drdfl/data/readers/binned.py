@@ -17,7 +17,12 @@ import pandas as pd
 
 from drdfl._io import atomic_open
 from drdfl.data.binning import DEFAULT_INTERVAL, format_interval, parse_interval
-from drdfl.data.readers._common import check_columns, check_file, sum_token_columns
+from drdfl.data.readers._common import (
+    check_columns,
+    check_file,
+    csv_error,
+    sum_token_columns,
+)
 from drdfl.data.series import Series
 from drdfl.errors import DataError
 
@@ -52,16 +57,29 @@ def read(
         usecols = [TIME_COLUMN, column] if has_time else [column]
         # A blank line is a missing value, not nothing: dropping it would shift every later
         # interval by one. Blank lines at the very end are only a file's trailing newlines.
-        options = {"usecols": usecols, "skip_blank_lines": False}
+        # Every column is read: a row with a field more than the header has is an error
+        # (reading only some columns drops it without a word).
+        options = {"skip_blank_lines": False}
+        # pandas takes a first row with one field more than the header for an index column
+        try:
+            first = pd.read_csv(path, header=None, skiprows=1, nrows=1, dtype=str).shape[1]
+        except pd.errors.EmptyDataError:  # no rows below the header: said below
+            first = 0
+        if first > len(header):
+            raise DataError(
+                f"{path}, line 2: {first} fields where the header has {len(header)}; "
+                "expected one value per column"
+            )
         frame = pd.read_csv(path, dtype={TIME_COLUMN: str} if has_time else None, **options)
+        frame = frame[usecols]
         if frame.isna().to_numpy().any():  # rare: read the text again to see what is blank
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, **options)
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, **options)[usecols]
             filled = np.flatnonzero((frame != "").any(axis=1).to_numpy())
             frame = frame.iloc[: filled[-1] + 1 if filled.size else 0]
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{path} is empty; expected a header naming column {column!r}") from exc
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable CSV: {exc}") from exc
+        raise csv_error(path, exc) from exc
     if frame.empty:
         raise DataError(f"{path}: no rows below the header; expected one value per interval")
     values = sum_token_columns(frame, (column,), str(path), first_line=2)
