@@ -65,7 +65,7 @@ FULL = Sizes(
     base_days=1 / 16,
     diffusion_preset="fast",
     diffusion_iterations=20,
-    threed={"pool": 16, "trajectories": 16, "minibatch": 16, "adversarial_samples": 16},
+    threed={"pool": 16, "minibatch": 16, "adversarial_samples": 16},
     base_windows=4096,
 )
 QUICK = Sizes(
@@ -75,13 +75,7 @@ QUICK = Sizes(
     base_days=1 / 128,
     diffusion_preset="tiny",
     diffusion_iterations=3,
-    threed={
-        "pool": 4,
-        "trajectories": 4,
-        "minibatch": 4,
-        "adversarial_samples": 4,
-        "j_segments": 4,
-    },
+    threed={"pool": 4, "minibatch": 4, "adversarial_samples": 4},
     base_windows=512,
 )
 
@@ -319,7 +313,6 @@ def scaling_length(sizes: Sizes) -> list[dict[str, Any]]:
             stages["dfl_epoch"] = s.record()
             params = {
                 "diffusion": str(ref_dir),
-                "inner_epochs": 1,
                 "t_prime": min(10, preset.model.T),
                 **sizes.threed,
             }

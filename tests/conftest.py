@@ -71,14 +71,12 @@ def tiny_method_kwargs(name: str, diffusion: DiffusionModel) -> dict[str, Any]:
     """Constructor arguments that make method ``name`` tiny (those not listed: defaults)."""
     return {
         "wdro": {"radius": 0.5, "steps": 3},
+        "naive-seasonal": {"period": 7},  # one day of 5-s slots is longer than the windows
         "diffusion-augment": {"diffusion": diffusion, "sampler": "ddim", "steps": 5},
         "threed": {
             "diffusion": diffusion,
             "t_prime": 2,
-            "inner_epochs": 1,
-            "trajectories": 8,
             "minibatch": 4,
-            "j_segments": 4,
             "adversarial_samples": 4,
             "keep_worst": 2,
         },

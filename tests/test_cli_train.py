@@ -268,7 +268,7 @@ def test_threed_says_it_fits_its_own_reference_model(tmp_path, capsys):
     config.write_text(
         "[data]\nsynthetic_days = 0.2\n[train]\nbatch_size = 256\n"
         '[method_params.threed]\npreset = "tiny"\ndiffusion_iterations = 3\npool = 16\n'
-        "trajectories = 8\nadversarial_samples = 8\ninner_epochs = 1\n"
+        "adversarial_samples = 8\n"
     )
     args = ["--method", "threed", "--forecaster", "mlp", "--epochs", "1", "--no-progress"]
     code, _, err = _run(["train", *args, "--config", str(config), "-o", str(tmp_path / "m")],

@@ -26,11 +26,11 @@ def test_every_registered_method_runs_and_reports_its_diagnostics(
         f"methods={','.join(METHOD_NAMES)}",
         "train.epochs=1",
         "report.mse_ablation=false",
+        "report.adversary_ablation=false",
         "evaluation.skyline=false",
         "evaluation.corruption_severities=[]",
         "method_params.wdro.steps=2",
         "method_params.threed.pool=16",
-        "method_params.threed.trajectories=8",
         "method_params.threed.adversarial_samples=8",
         "method_params.diffusion-augment.samples=8",
         "method_params.naive-seasonal.period=7",  # one day is longer than the quick windows

@@ -38,7 +38,7 @@ def test_plan_puts_dfl_first_and_adds_variants():
     assert labels[:2] == ["mse", "dfl"]  # dfl added: it warm-starts threed
     assert "threed-mse" in labels and labels[-1] == "skyline"
     off = next(u for u in plan_units(cfg) if u.label == "threed-off")
-    assert off.method == "threed" and off.params["adversary_steps"] == 0
+    assert off.method == "threed" and off.params["adversary"] is False
     cfg = resolve_config("quick", overrides=["methods=threed", "report.adversary_ablation=false"])
     assert "threed-off" not in {u.label for u in plan_units(cfg)}
     cfg = resolve_config("quick", overrides=["methods=threed", "report.budget_sweep=true"])

@@ -19,7 +19,7 @@ from drdfl.errors import ConfigError
 from drdfl.methods import TrainingData, get_method
 from drdfl.methods.reference import reference_model
 from drdfl.methods.registry import METHODS, SHARED_HISTORY
-from drdfl.methods.threed import t_prime_for_noise_level
+from drdfl.methods.ambiguity import t_prime_for_noise_level
 from drdfl.models.forecasters import build_forecaster
 from drdfl.tasks import get_task
 
@@ -58,7 +58,7 @@ def _prepared(problem, **params):
 
 def _crn_regret(method, forecaster, model, starts, seed: int) -> float:
     """Mean regret of ``model``'s tails from ``starts`` with noise drawn from ``seed``."""
-    noise = method._noise(len(starts), torch.Generator().manual_seed(seed))
+    noise = method.noise(len(starts), torch.Generator().manual_seed(seed))
     with torch.no_grad():
         x, _ = run_tail(model.eps, model.schedule, starts, method.tail_t, noise)
     segments = method.to_forecaster_units(model.from_model_space(x))
@@ -68,7 +68,7 @@ def _crn_regret(method, forecaster, model, starts, seed: int) -> float:
 def _fresh_kl(method, seed: int, n: int = 128) -> float:
     gen = torch.Generator().manual_seed(seed)
     starts = method.train_starts[torch.randint(0, len(method.train_starts), (n,), generator=gen)]
-    noise = method._noise(n, gen)
+    noise = method.noise(n, gen)
     kl = path_kl(method.adversary, method.reference, starts, method.tail_t, noise)
     return float(kl.mean())
 
@@ -83,11 +83,11 @@ def test_budget_holds_after_every_step_on_fresh_trajectories(problem):
     method.adversary.train()
     fresh = []
     for step in range(6):
-        method.adversary_step(forecaster, opt, gen)
+        method.set.step(forecaster, opt, gen)
         fresh.append(_fresh_kl(method, seed=100 + step))
     assert max(fresh) <= budget
     assert max(fresh) >= 0.5 * budget  # the budget binds: the test is not vacuous
-    assert all(kl <= budget for kl in method.kl_trace)
+    assert all(kl <= budget for kl in method.set.kl_trace)
 
 
 def test_adversary_raises_regret_on_fresh_samples_within_budget(problem):
@@ -105,7 +105,7 @@ def test_adversary_raises_regret_on_fresh_samples_within_budget(problem):
 
 def test_adversary_off_is_the_reference(problem):
     _, forecaster, reference = problem
-    method, gen = _prepared(problem, adversary_steps=0)
+    method, gen = _prepared(problem, adversary=False)
     method.maximise(forecaster, gen)
     assert _fresh_kl(method, seed=1) == 0.0
     starts = method.held_starts
@@ -137,8 +137,8 @@ def test_bad_inputs_fail_before_training(problem):
     too_far = reference.T + 1
     with pytest.raises(ConfigError, match=f"t_prime: {too_far} exceeds .* T = {reference.T}"):
         get_method("threed", diffusion=reference, t_prime=too_far)
-    with pytest.raises(ConfigError, match="method_params.threed.kappa"):
-        get_method("threed", kappa=1.5)
+    with pytest.raises(ConfigError, match="method_params.threed: kappa: Input should be less"):
+        get_method("threed", ambiguity="paper", kappa=1.5)
     # θ₀ fitted to another series: its scaler's range is not the training series' range.
     other = Scaler(data.scaler.lo, 2 * data.scaler.hi)
     data_other = TrainingData(data.train, None, other, data.series)
@@ -156,8 +156,9 @@ def test_paper_ambiguity_still_runs(problem):
             problem, ambiguity="paper", estimator=estimator, inner_epochs=2, trajectories=64
         )
         method.maximise(forecaster, gen)
-        assert np.isfinite(method.record["J"]) and method.record["alpha"] >= 0.0
-    assert 0.0 <= method.record["clip_frac"] <= 1.0
+        record = method.set.record(method.reference.segment_length)
+        assert np.isfinite(record["J"]) and record["alpha"] >= 0.0
+    assert 0.0 <= record["clip_frac"] <= 1.0
 
 
 def test_fit_writes_declared_diagnostics_and_selection(problem):
@@ -179,6 +180,10 @@ def test_fit_writes_declared_diagnostics_and_selection(problem):
     written = {k for row in result.history for k in row}
     assert written <= declared
     assert {"path_kl", "regret_raise", "disc_acc", "selection_score"} <= written
+    # the discriminator judges once, at the end (the costly diagnostic is not per epoch)
+    assert "disc_acc" not in result.history[0] and "w1" in result.history[0]
+    assert 0.0 <= result.history[-1]["disc_acc"] <= 1.0
+    assert 0.0 <= result.history[-1]["ref_disc_acc"] <= 1.0
     assert all(row["path_kl"] <= row["kl_budget"] for row in result.history)
     assert result.artifacts["selection"].startswith("adversarial regret")
     assert result.artifacts["worst_case"].shape == (2, reference.segment_length)
@@ -192,7 +197,55 @@ def test_level_direction_moves_levels_within_the_same_budget(problem):
     )
     method.maximise(forecaster, gen)
     # The level factor moves, but the projection shrinks it along with θ − θ₀.
-    assert float(method.level.detach().abs().max()) > 0.005
-    assert _fresh_kl(method, seed=5) + float(method.level_kl().detach()) <= method.budget
-    with pytest.raises(ConfigError, match="level_scale: needs ambiguity='pathkl'"):
-        get_method("threed", ambiguity="paper", level_scale=0.1)
+    assert float(method.set.level.detach().abs().max()) > 0.005
+    assert _fresh_kl(method, seed=5) + float(method.set.divergence().detach()) <= method.budget
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"ambiguity": "paper", "level_scale": 0.1}, "level_scale applies to ambiguity='pathkl'"),
+        ({"inner_epochs": 3}, "inner_epochs applies to ambiguity='paper' only"),
+        ({"trajectories": 8}, "trajectories applies to ambiguity='paper' only"),
+        ({"ambiguity": "paper", "kl_weight": 1}, "kl_weight applies to ambiguity='pathkl'"),
+        ({"kl_weight": -1}, "method_params.threed: kl_weight: Input should be greater"),
+        ({"budgett": 1}, "method_params.threed.budgett: unknown key"),
+    ],
+)
+def test_a_knob_of_the_other_ambiguity_set_is_an_error_naming_it(params, message):
+    with pytest.raises(ConfigError, match=message):
+        get_method("threed", **params)
+
+
+def test_each_set_takes_its_own_knobs_given_flat():
+    paper = get_method("threed", ambiguity="paper", inner_epochs=3, trajectories=8)
+    assert type(paper.set).__name__ == "PaperSet"
+    assert (paper.params.knobs.inner_epochs, paper.params.knobs.trajectories) == (3, 8)
+    pathkl = get_method("threed", kl_weight=0.5, tail_steps="none")
+    assert pathkl.params.knobs.kl_weight == 0.5 and pathkl.params.knobs.tail_steps is None
+    assert pathkl.params.flat()["kl_weight"] == 0.5
+
+
+def test_a_reference_directory_is_checked_not_loaded_into_the_config(tmp_path):
+    from drdfl.config import resolve_config
+    from drdfl.diffusion.model import DiffusionModel
+
+    DiffusionModel(get_preset("tiny").model, Scaler(0.0, 1.0)).save(tmp_path / "theta0")
+    key = f"method_params.threed.diffusion={tmp_path / 'theta0'}"
+    cfg = resolve_config("quick", overrides=["methods=threed", key])
+    assert cfg.method_params["threed"]["diffusion"] == str(tmp_path / "theta0")
+    method = get_method("threed", diffusion=str(tmp_path / "theta0"))
+    assert method.params.diffusion == str(tmp_path / "theta0")  # weights load in fit
+    assert method.t_prime == t_prime_for_noise_level(
+        NoiseSchedule.build(
+            get_preset("tiny").model.schedule,
+            get_preset("tiny").model.T,
+            get_preset("tiny").model.beta_start,
+            get_preset("tiny").model.beta_end,
+        ),
+        0.5,
+    )
+    with pytest.raises(ConfigError, match=r"method_params.threed.diffusion: .*no diffusion model"):
+        resolve_config(
+            "quick", overrides=["methods=threed", f"method_params.threed.diffusion={tmp_path}"]
+        )

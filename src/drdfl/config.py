@@ -238,12 +238,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "train": {"epochs": 4, "batch_size": 256, "lr": 3e-3, "patience": 3},
         "diffusion": {"preset": "tiny"},
         "method_params": {
-            "threed": {
-                "pool": 64,
-                "trajectories": 32,
-                "adversarial_samples": 32,
-                "inner_epochs": 3,
-            },
+            "threed": {"pool": 64, "adversarial_samples": 32},
             "diffusion-augment": {"samples": 32},
             "wdro": {"steps": 5},
         },
@@ -443,8 +438,10 @@ def validate_method_params(
             raise ConfigError(
                 f"method_params.{name}: unknown method; valid methods: {', '.join(ALL_METHODS)}"
             )
-        model = parse_model(METHODS[name].params_model, dict(params), f"method_params.{name}")
-        out[name] = model.model_dump(include=set(params))
+        spec = METHODS[name]
+        model = parse_model(spec.params_model, dict(params), f"method_params.{name}")
+        flat = spec.cls.flat_params(model)
+        out[name] = {key: flat[key] for key in params}
     return out
 
 

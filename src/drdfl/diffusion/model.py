@@ -446,9 +446,8 @@ def init_weights(module: nn.Module, generator: torch.Generator) -> None:
                 nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
 
 
-def read_quality(directory: str | Path) -> GateResult | None:
-    """The quality-gate verdict saved with the diffusion model in ``directory`` (read from
-    its ``config.json``, without loading weights); ``None`` when it was fitted ungated."""
+def _record(directory: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of the diffusion model in ``directory`` (no weights loaded)."""
     path = Path(directory) / CONFIG_FILE
     try:
         record = json.loads(path.read_text())
@@ -456,7 +455,26 @@ def read_quality(directory: str | Path) -> GateResult | None:
         raise ModelError(f"{path}: no diffusion model here (expected {CONFIG_FILE})") from None
     except (OSError, ValueError) as exc:
         raise ModelError(f"{path}: not a readable diffusion configuration ({exc})") from None
-    quality = (record.get("meta") or {}).get("quality") if isinstance(record, dict) else None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ModelError(f"{path}: not a drdfl diffusion model (format {FORMAT!r} expected)")
+    return record
+
+
+def read_config(directory: str | Path) -> DiffusionModelConfig:
+    """The configuration of the diffusion model in ``directory`` (read from its
+    ``config.json``, without loading weights)."""
+    record = _record(directory)
+    where = str(Path(directory) / CONFIG_FILE)
+    try:
+        return cast(DiffusionModelConfig, parse_model(DiffusionModelConfig, record["config"]))
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise ModelError(f"{where}: not a readable diffusion configuration ({exc})") from None
+
+
+def read_quality(directory: str | Path) -> GateResult | None:
+    """The quality-gate verdict saved with the diffusion model in ``directory`` (read from
+    its ``config.json``, without loading weights); ``None`` when it was fitted ungated."""
+    quality = (_record(directory).get("meta") or {}).get("quality")
     return None if quality is None else GateResult.from_dict(quality)
 
 

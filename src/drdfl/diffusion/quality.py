@@ -358,12 +358,14 @@ def realism(
     floor: float | None = None,
     n_crops: int = 256,
     epochs: int = 200,
+    discriminator: bool = True,
 ) -> dict[str, float]:
     """How real a batch of normalized segments ``[n, L]`` looks next to real data.
 
     ``real`` is a normalized series, a list of series or segments; crops of ``L`` slots
     are drawn from it. Returns the discriminator accuracy (``discriminator``, 0.5 is
-    indistinguishable) on ``n_crops`` random overlapping real crops against the
+    indistinguishable; trained only when ``discriminator`` is true, the costly part) on
+    ``n_crops`` random overlapping real crops against the
     segments, the 1-D Wasserstein distance of the values on the common scale
     (``w1``), the std of segment means of both (``level_spread``, ``real_level_spread``)
     and, with ``floor``, the fraction of values at or below it (``at_floor``,
@@ -378,7 +380,6 @@ def realism(
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     crops = random_crops(real, seg.shape[1], max(n_crops, len(seg)), numpy_rng(seed))
     out = {
-        "discriminator": crop_discriminator(seg, crops, generator, epochs),
         "w1": float(wasserstein_distance(seg.ravel(), crops.ravel())),
         "level_spread": float(seg.mean(axis=1).std()),
         "real_level_spread": float(crops.mean(axis=1).std()),
@@ -386,6 +387,8 @@ def realism(
     if floor is not None:
         out["at_floor"] = float((seg <= floor + 1e-9).mean())
         out["real_at_floor"] = float((crops <= floor + 1e-9).mean())
+    if discriminator:
+        out["discriminator"] = crop_discriminator(seg, crops, generator, epochs)
     return out
 
 

@@ -43,6 +43,12 @@ class Method(ABC):
         on windows of this shape (called before any work); every shape by default."""
         return None
 
+    @classmethod
+    def flat_params(cls, params: Any) -> dict[str, Any]:
+        """Every parameter of a validated parameter model, as a user gives it (the keys of
+        ``method_params.<name>``)."""
+        return dict(params.model_dump())
+
     @abstractmethod
     def fit(self, data: TrainingData, task: DecisionTask, forecaster: nn.Module) -> FitResult:
         """Train ``forecaster`` (in place) and return it with its training record."""

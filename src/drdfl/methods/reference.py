@@ -10,8 +10,9 @@ from pydantic import ConfigDict, Field, field_validator
 
 from drdfl.data.windows import ArrayT, Scaler
 from drdfl.device import resolve_device
-from drdfl.diffusion.model import DiffusionModel, get_preset
+from drdfl.diffusion.model import DiffusionModel, get_preset, read_config
 from drdfl.diffusion.train import fit_series
+from drdfl.errors import ModelError
 from drdfl.schema import StrictModel
 
 
@@ -20,17 +21,24 @@ class ReferenceParams(StrictModel):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    diffusion: DiffusionModel | str | Path | None = Field(
+    diffusion: DiffusionModel | str | None = Field(
         None, description="reference model θ₀ or its directory; None: fit one with `preset`"
     )
     preset: str = Field("fast", description="diffusion preset when θ₀ is fitted here")
     diffusion_iterations: int | None = Field(None, ge=1)
 
-    @field_validator("diffusion")
+    @field_validator("diffusion", mode="before")
     @classmethod
-    def _load(cls, v: DiffusionModel | str | Path | None) -> DiffusionModel | None:
-        """A directory is loaded here, so that a bad one fails before any training."""
-        return DiffusionModel.load(v) if isinstance(v, str | Path) else v
+    def _directory(cls, v: object) -> object:
+        """A directory must hold a diffusion model (its configuration is read, its weights
+        are loaded when the method starts), so that a bad one fails before any training."""
+        if isinstance(v, str | Path):
+            try:
+                read_config(v)
+            except ModelError as exc:
+                raise ValueError(str(exc)) from None
+            return str(v)
+        return v
 
 
 def reference_model(

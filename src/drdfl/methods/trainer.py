@@ -103,6 +103,11 @@ class TrainedMethod(Method):
         """Method-specific numbers to add to the epoch's history row."""
         return {}
 
+    def final_record(self, forecaster: nn.Module) -> dict[str, float]:
+        """Method-specific numbers measured once training is over, added to the last
+        epoch's history row (e.g. a costly diagnostic judged only at the end)."""
+        return {}
+
     def artifacts(self) -> dict[str, Any]:
         """Method-specific outputs kept in the fit result (e.g. worst-case samples)."""
         return {}
@@ -251,6 +256,8 @@ class TrainedMethod(Method):
                 stale += 1
                 if cfg.patience is not None and stale >= cfg.patience:
                     break
+        if history:
+            history[-1].update(self.final_record(forecaster))
         if best_state is not None:
             forecaster.load_state_dict(best_state)
         forecaster.eval()

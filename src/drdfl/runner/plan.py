@@ -76,7 +76,7 @@ def plan_units(cfg: ExperimentConfig) -> list[Unit]:
             if cfg.report.mse_ablation:
                 units.append(Unit("threed", seed, "threed-mse", {**base, "objective": "mse"}))
             if cfg.report.adversary_ablation:
-                off = {**base, "adversary_steps": 0}
+                off = {**base, "adversary": False}
                 units.append(Unit("threed", seed, off_label("threed"), off))
             if cfg.report.budget_sweep:
                 for b in cfg.report.budgets:

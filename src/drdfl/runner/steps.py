@@ -290,13 +290,43 @@ def evaluate_model(
         )
     check_unique_names(test_sets)
     table, scores = evaluate_tests(model.forecaster, test_sets, model.task, **scoring)
-    table.insert(0, "suite", name or "user")
-    table.insert(0, "seed", model.seed)
     table.insert(0, "method", model.method)
+    if evaluation.get("online") and name != "corruptions":  # as the run scored it
+        table = pd.concat(
+            [table, _online_table(model, test_sets, scores, evaluation, scoring)],
+            ignore_index=True,
+        )
+    table.insert(1, "suite", name or "user")
+    table.insert(1, "seed", model.seed)
     windows = None
     if per_window:
         windows = pd.concat([s.frame(n) for n, s in scores.items()], ignore_index=True)
     return table, windows, notes
+
+
+def _online_table(
+    model: TrainedModel,
+    tests: list[TestSet],
+    scores: dict[str, Any],
+    evaluation: dict[str, Any],
+    scoring: dict[str, Any],
+) -> pd.DataFrame:
+    """The rows of ``<method>+online``: every test set recalibrated online."""
+    from drdfl.evaluation.online import OnlineSettings, anchor_rule, recalibrate
+    from drdfl.evaluation.suites import summary_frame
+    from drdfl.methods.registry import online_label
+
+    settings = OnlineSettings(halflife=float(evaluation.get("online_halflife", 256.0)))
+    rule = anchor_rule(model.forecaster)
+    frames = []
+    for test in tests:
+        online = recalibrate(
+            scores[test.name], test.windows, test.scaler, model.task, rule, settings
+        )
+        frame = summary_frame(test, online, **scoring)
+        frame.insert(0, "method", online_label(model.method))
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
 
 
 def _rescaled(test: TestSet, model: TrainedModel, train_values: np.ndarray) -> TestSet:
