@@ -17,9 +17,9 @@ from drdfl.diffusion.samplers import run_tail
 from drdfl.diffusion.schedule import NoiseSchedule
 from drdfl.errors import ConfigError
 from drdfl.methods import TrainingData, get_method
+from drdfl.methods.ambiguity import t_prime_for_noise_level
 from drdfl.methods.reference import reference_model
 from drdfl.methods.registry import METHODS, SHARED_HISTORY
-from drdfl.methods.ambiguity import t_prime_for_noise_level
 from drdfl.models.forecasters import build_forecaster
 from drdfl.tasks import get_task
 
