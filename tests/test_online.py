@@ -16,7 +16,13 @@ from drdfl.data.training import TrainingData
 from drdfl.data.windows import Windows, make_windows
 from drdfl.errors import ConfigError
 from drdfl.evaluation.metrics import WindowScores, score_windows
-from drdfl.evaluation.online import OnlineSettings, anchor_rule, known_before, recalibrate
+from drdfl.evaluation.online import (
+    SCALES,
+    OnlineSettings,
+    anchor_rules,
+    known_before,
+    recalibrate,
+)
 from drdfl.methods import get_method
 from drdfl.models import build_forecaster
 from drdfl.models.naive import NaiveForecaster
@@ -53,7 +59,7 @@ def _online(
     return (
         windows,
         scores,
-        recalibrate(scores, windows, data.scaler, TASK, anchor_rule(model), settings),
+        recalibrate(scores, windows, data.scaler, TASK, anchor_rules(model), settings),
     )
 
 
@@ -106,10 +112,11 @@ def test_online_recalibration_recovers_from_a_level_shift(
 def test_an_anchored_model_blends_its_own_rule(fitted: tuple[TrainingData, nn.Module]) -> None:
     data, _ = fitted
     model = build_forecaster("mlp", 7, 2, seed=0, anchor="ets", anchor_alpha=0.3)
-    rule = anchor_rule(model)
+    own, mean = anchor_rules(model, ("mean", "ets"))
     x = torch.as_tensor(data.val.x[:10])
-    assert torch.allclose(rule(x), NaiveForecaster(7, 2, "ets", alpha=0.3)(x))
-    assert anchor_rule(build_forecaster("lstm", 7, 2)).spec["rule"] == "last"
+    assert torch.allclose(own(x), NaiveForecaster(7, 2, "ets", alpha=0.3)(x))
+    assert mean.spec["rule"] == "mean"  # ets is the model's own rule already
+    assert [r.spec["rule"] for r in anchor_rules(build_forecaster("lstm", 7, 2))] == ["last"]
 
 
 def test_a_test_set_too_short_to_adapt_is_refused(fitted: tuple[TrainingData, nn.Module]) -> None:
@@ -138,3 +145,12 @@ def test_a_run_refuses_online_on_a_short_test_set_before_claiming_out(tmp_path: 
         main(args)
     assert exc.value.code == 2
     assert not out.exists()
+
+
+def test_the_experts_blend_every_rule_and_start_with_the_model() -> None:
+    settings = OnlineSettings(rules=("mean",))
+    experts = settings.experts(2)
+    assert tuple(experts[0]) == (1.0, 0.0, 0.0)
+    blends = {(r, lam) for _, r, lam in experts if lam > 0}
+    assert blends == {(0.0, 0.5), (0.0, 1.0), (1.0, 0.5), (1.0, 1.0)}
+    assert len(experts) == len(SCALES) * (1 + 2 * 2)

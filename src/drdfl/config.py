@@ -125,6 +125,11 @@ class EvaluationConfig(StrictModel):
     online_halflife: float = Field(
         256.0, gt=1, description="windows after which an observed regret counts half online"
     )
+    online_rules: list[Literal["last", "mean"]] = Field(
+        default_factory=list,
+        description="rules the online experts may blend in besides the method's anchor rule "
+        "(persistence for a plain forecaster)",
+    )
     backtest: bool = Field(
         False,
         description="replay the in-distribution test series as a planner runs: the first "

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 
 from drdfl.errors import ConfigError, DataError
+from drdfl.evaluation.online import OnlineSettings, anchor_rules, recalibrate
 from drdfl.evaluation.planning import Planner
 from drdfl.tasks.replicas import SECONDS_PER_HOUR, ReplicasTask
 
@@ -210,7 +211,7 @@ class OnlineModelPolicy:
 
     planner: Planner
     name: str = "model+online"
-    settings: Any = None
+    settings: OnlineSettings = field(default_factory=OnlineSettings)
 
     def reads_slots(self, replay: Replay) -> int:
         return self.planner.window
@@ -218,10 +219,9 @@ class OnlineModelPolicy:
     def decide(self, replay: Replay) -> np.ndarray:
         from drdfl.data.windows import Windows
         from drdfl.evaluation.metrics import score_windows
-        from drdfl.evaluation.online import anchor_rule, recalibrate
 
         planner = self.planner
-        halflife = getattr(self.settings, "halflife", 256.0)
+        halflife = self.settings.halflife
         if replay.times.shape[0] <= halflife:
             raise DataError(
                 f"backtest: {replay.times.shape[0]} decisions; the online recalibration "
@@ -248,7 +248,7 @@ class OnlineModelPolicy:
             windows,
             planner.scaler,
             replay.task,
-            anchor_rule(planner.forecaster),
+            anchor_rules(planner.forecaster, self.settings.rules),
             self.settings,
         )
         return again.decision[:, 0]

@@ -50,14 +50,19 @@ class OnlineSettings:
     halflife: float = 256.0
     scales: tuple[float, ...] = SCALES
     mixes: tuple[float, ...] = MIXES
+    #: rules the experts blend in besides the model's anchor (``mean``: the window mean)
+    rules: tuple[str, ...] = ()
 
-    def experts(self) -> np.ndarray:
-        """``[E, 2]`` rows ``(k, λ)``; the model itself (``k = 1, λ = 0``) first."""
-        grid = [(k, lam) for lam in self.mixes for k in self.scales]
-        grid.sort(key=lambda e: (e != (1.0, 0.0), e[1], e[0]))
-        if grid[0] != (1.0, 0.0):
-            grid.insert(0, (1.0, 0.0))
-        return np.asarray(grid, dtype=np.float64)
+    def experts(self, n_rules: int) -> np.ndarray:
+        """``[E, 3]`` rows ``(k, rule, λ)``; the model itself (``k = 1, λ = 0``) first, a
+        blend with λ = 0 listed once (its rule does not matter)."""
+        grid = {(k, 0, 0.0) for k in self.scales}
+        grid |= {
+            (k, r, lam) for lam in self.mixes if lam for k in self.scales for r in range(n_rules)
+        }
+        grid.add((1.0, 0, 0.0))
+        rows = sorted(grid, key=lambda e: (e != (1.0, 0, 0.0), e[2], e[1], e[0]))
+        return np.asarray(rows, dtype=np.float64)
 
 
 def check_online(n_windows: int, name: str, settings: OnlineSettings) -> None:
@@ -71,21 +76,25 @@ def check_online(n_windows: int, name: str, settings: OnlineSettings) -> None:
         )
 
 
-def anchor_rule(forecaster: nn.Module) -> nn.Module:
-    """The rule the online experts blend in: an anchored forecaster's own rule, a naive
-    forecaster itself, persistence for any other forecaster."""
+def anchor_rules(forecaster: nn.Module, extra: tuple[str, ...] = ()) -> list[nn.Module]:
+    """The rules the online experts blend in: an anchored forecaster's own rule (a naive
+    forecaster itself; persistence for any other forecaster), then the ``extra`` rules it
+    is not already."""
     from drdfl.models.forecasters import RevINForecaster
     from drdfl.models.naive import AnchoredForecaster, NaiveForecaster
 
     inner = forecaster.inner if isinstance(forecaster, RevINForecaster) else forecaster
-    if isinstance(inner, NaiveForecaster):
-        return inner
     window, horizon = int(inner.window), int(inner.horizon)  # type: ignore[arg-type]
-    if isinstance(inner, AnchoredForecaster):
-        rule = NaiveForecaster(window, horizon, inner.anchor, alpha=inner.alpha)
-        rule.weights.copy_(inner.weights)
-        return rule
-    return NaiveForecaster(window, horizon, "last")
+    if isinstance(inner, NaiveForecaster):
+        own: nn.Module = inner
+        name = str(inner.spec["rule"])
+    elif isinstance(inner, AnchoredForecaster):
+        own = NaiveForecaster(window, horizon, inner.anchor, alpha=inner.alpha)
+        own.weights.copy_(inner.weights)
+        name = inner.anchor
+    else:
+        own, name = NaiveForecaster(window, horizon, "last"), "last"
+    return [own, *(NaiveForecaster(window, horizon, r) for r in extra if r != name)]
 
 
 def known_before(start: np.ndarray, lead: int, horizon: int) -> np.ndarray:
@@ -100,14 +109,14 @@ def recalibrate(
     windows: Windows,
     scaler: Scaler,
     task: DecisionTask,
-    anchor: nn.Module,
+    rules: list[nn.Module],
     settings: OnlineSettings | None = None,
 ) -> WindowScores:
     """``scores`` (of ``windows``, in their order) with every decision remade online.
 
     Returns new scores in the same window order: the recalibrated forecast, its decision
-    and regret; the optimal cost is unchanged. ``anchor`` forecasts the rule the experts
-    blend in (:func:`anchor_rule`).
+    and regret; the optimal cost is unchanged. ``rules`` forecast what the experts blend
+    in (:func:`anchor_rules`).
     """
     settings = settings or OnlineSettings()
     check_online(len(scores), windows.name or "test set", settings)
@@ -116,14 +125,14 @@ def recalibrate(
     model = torch.as_tensor(scores.prediction[order])  # [N, h], real units
     truth = torch.as_tensor(scores.truth[order])
     x = torch.as_tensor(windows.x[order], dtype=torch.float32)
-    rule = scaler.inverse_transform(anchor(x).double())
-    experts = torch.as_tensor(settings.experts())
+    rule = torch.stack([scaler.inverse_transform(r(x).double()) for r in rules])  # [R, N, h]
+    experts = torch.as_tensor(settings.experts(len(rules)))
     optimal = torch.as_tensor(scores.optimal_cost[order])
 
     def forecasts(e: torch.Tensor) -> torch.Tensor:
         """``[len(e), N, h]`` forecasts of experts ``e`` (rows of ``experts``)."""
-        k, lam = e[:, 0, None, None], e[:, 1, None, None]
-        return k * ((1.0 - lam) * model + lam * rule)
+        k, r, lam = e[:, 0, None, None], e[:, 1].long(), e[:, 2, None, None]
+        return k * ((1.0 - lam) * model + lam * rule[r])
 
     n, h = model.shape
     per = max(1, _CHUNK // max(n * h, 1))
@@ -139,8 +148,10 @@ def recalibrate(
     known = known_before(start, windows.lead, h)
     totals = np.where(known > 0, discounted[:, np.maximum(known - 1, 0)], 0.0)
     pick = totals.argmin(axis=0)  # ties and no history: expert 0, the model itself
-    k, lam = experts[pick, 0, None], experts[pick, 1, None]
-    forecast = k * ((1.0 - lam) * model + lam * rule)
+    chosen = experts[pick]
+    k, lam = chosen[:, 0, None], chosen[:, 2, None]
+    blend = rule[chosen[:, 1].long(), torch.arange(n)]
+    forecast = k * ((1.0 - lam) * model + lam * blend)
     decision = task.decide(forecast)
     back = np.empty_like(order)
     back[order] = np.arange(n)
@@ -161,7 +172,7 @@ __all__ = [
     "MIXES",
     "SCALES",
     "OnlineSettings",
-    "anchor_rule",
+    "anchor_rules",
     "check_online",
     "known_before",
     "recalibrate",

@@ -312,12 +312,15 @@ def _online_table(
     scoring: dict[str, Any],
 ) -> pd.DataFrame:
     """The rows of ``<method>+online``: every test set recalibrated online."""
-    from drdfl.evaluation.online import OnlineSettings, anchor_rule, recalibrate
+    from drdfl.evaluation.online import OnlineSettings, anchor_rules, recalibrate
     from drdfl.evaluation.suites import summary_frame
     from drdfl.methods.registry import online_label
 
-    settings = OnlineSettings(halflife=float(evaluation.get("online_halflife", 256.0)))
-    rule = anchor_rule(model.forecaster)
+    settings = OnlineSettings(
+        halflife=float(evaluation.get("online_halflife", 256.0)),
+        rules=tuple(evaluation.get("online_rules", ())),
+    )
+    rule = anchor_rules(model.forecaster, settings.rules)
     frames = []
     for test in tests:
         online = recalibrate(

@@ -338,17 +338,19 @@ def online_settings(cfg: ExperimentConfig) -> Any:
     """The online recalibration settings of ``cfg``."""
     from drdfl.evaluation.online import OnlineSettings
 
-    return OnlineSettings(halflife=cfg.evaluation.online_halflife)
+    ev = cfg.evaluation
+    return OnlineSettings(halflife=ev.online_halflife, rules=tuple(ev.online_rules))
 
 
 def _evaluate_online(
     cfg: ExperimentConfig, unit: Unit, model: Any, flat: list[tuple[str, Any]], scores: list[Any]
 ) -> list[Any]:
     """The rows of ``<label>+online``: the suite's and the user's test sets, recalibrated."""
-    from drdfl.evaluation.online import anchor_rule, recalibrate
+    from drdfl.evaluation.online import anchor_rules, recalibrate
     from drdfl.evaluation.suites import summary_frame
 
-    rule, settings = anchor_rule(model.forecaster), online_settings(cfg)
+    settings = online_settings(cfg)
+    rule = anchor_rules(model.forecaster, settings.rules)
     tables = []
     for (suite_name, test), scored in zip(flat, scores, strict=True):
         if suite_name not in (cfg.data.suite, "user"):
