@@ -134,3 +134,23 @@ def test_model_directory_roundtrip_and_bad_directories(tmp_path):
     (out / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="incompatible"):
         load_model(out)
+
+
+def test_a_validation_score_that_is_not_a_number_stops_training_naming_the_epoch():
+    data = _data()
+    x = data.val.x.copy()
+    x[5, 3] = np.nan  # one unreadable validation window
+    bad = TrainingData(data.train, type(data.val)(x, data.val.y, data.val.start), data.scaler,
+                       data.series)  # fmt: skip
+    method = get_method("dfl", train=TrainConfig(epochs=3, batch_size=128, patience=1))
+    with pytest.raises(TrainingError, match="validation regret is not a number at epoch 0"):
+        method.fit(bad, get_task("provisioning"), build_forecaster("mlp", 7, 1, seed=0))
+
+
+def test_without_validation_windows_every_epoch_runs_and_the_last_is_kept():
+    data = _data()
+    alone = TrainingData(data.train, None, data.scaler, data.series)
+    method = get_method("dfl", train=TrainConfig(epochs=3, batch_size=128, patience=1))
+    fit = method.fit(alone, get_task("provisioning"), build_forecaster("mlp", 7, 1, seed=0))
+    assert [row["epoch"] for row in fit.history] == [0, 1, 2]
+    assert fit.artifacts["best_epoch"] == -1  # no selection: the last epoch's model

@@ -103,122 +103,147 @@ def train_diffusion(
     started = time.perf_counter()
     pieces = [values] if isinstance(values, np.ndarray) else list(values)
     pieces = [check_series(p, model.segment_length, name) for p in pieces]
-    t_range = check_t_range(config.t_range, model.T)
-    crops = torch.cat(
-        [
-            model.to_model_space(torch.as_tensor(p, dtype=torch.float32)).unfold(
-                0, model.segment_length, 1
-            )
-            for p in pieces
-        ]
-    )
-    rng = numpy_rng(config.seed)
-    gen = torch_generator(config.seed)
-    optimizer = torch.optim.Adam(model.denoiser.parameters(), lr=config.lr)
-    ema = copy.deepcopy(model.denoiser).requires_grad_(False)
-    losses: list[float] = []
-    fingerprint = data_fingerprint(pieces[0] if len(pieces) == 1 else pieces)
-    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
-    start = 0
-    passed = False  # whether the gate passed: a resumed run then trains no further
-    if ckpt_path is not None and ckpt_path.is_file():
-        state = _read_checkpoint(ckpt_path, model.config, config, fingerprint)
-        model.denoiser.load_state_dict(state["weights"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["numpy_rng"]
-        gen.set_state(state["torch_rng"])
-        losses = list(state["losses"])
-        start = int(state["iteration"])
-        passed = bool(state.get("passed_gate", False))
-
-    def checkpoint(iteration: int) -> None:
-        if ckpt_path is None:
-            return
-        state = {
-            "model_config": model.config.model_dump(mode="json"),
-            "train_config": config.model_dump(mode="json"),
-            "data": fingerprint,
-            "iteration": iteration,
-            "weights": model.denoiser.state_dict(),
-            "ema": ema.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "numpy_rng": rng.bit_generator.state,
-            "torch_rng": gen.get_state(),
-            "losses": losses,
-            "passed_gate": passed,
-        }
-        with atomic_open(ckpt_path, "wb") as handle:
-            torch.save(state, handle)
-
-    checks: list[GateResult] = []
-
-    def judge(iteration: int) -> bool:
-        assert gate is not None
-        snapshot = model.clone()
-        if config.ema_decay > 0:
-            snapshot.denoiser.load_state_dict(ema.state_dict())
-        snapshot.eval()
-        checks.append(gate(snapshot, iteration))
-        bar.set_postfix_str(checks[-1].summary(), refresh=False)
-        return checks[-1].passed
-
-    device = model.device
+    fit = _Fit(model, config, pieces, checkpoint_dir, gate)
     model.train()
-    done = start
-    stopped = False
+    end = fit.start if fit.passed and gate is not None else config.iterations
     bar = tqdm(
-        range(start, start if passed and gate is not None else config.iterations),
-        initial=start,
+        range(fit.start, end),
+        initial=fit.start,
         total=config.iterations,
         desc="diffusion training",
         disable=not progress,
     )
+    stopped = False
     for it in bar:
-        index = torch.as_tensor(rng.integers(0, crops.shape[0], size=config.batch_size))
-        loss = denoising_loss(model.eps, model.schedule, crops[index].to(device), t_range, gen)
+        fit.step(it)
+        if fit.done % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(fit.losses[-50:]):.4f}")
+        if fit.done % config.checkpoint_every == 0:
+            fit.checkpoint()
+        if gate is not None and fit.due() and fit.judge(bar):
+            fit.passed = True
+            break
+        if time_budget_s is not None and time.perf_counter() - started > time_budget_s:
+            stopped = fit.done < config.iterations
+            break
+    if gate is not None and (not fit.checks or fit.checks[-1].iteration != fit.done):
+        fit.judge(bar)
+    bar.close()
+    if fit.done % config.checkpoint_every or fit.passed:
+        fit.checkpoint()
+    if config.ema_decay > 0:
+        model.denoiser.load_state_dict(fit.ema.state_dict())
+    model.eval()
+    return TrainResult(
+        np.asarray(fit.losses),
+        fit.done,
+        time.perf_counter() - started,
+        fit.start,
+        stopped,
+        fit.checks[-1] if fit.checks else None,
+        tuple(fit.checks),
+    )
+
+
+class _Fit:
+    """The state of one :func:`train_diffusion` call: crops, optimiser, EMA, random
+    streams, losses, gate checks, and the checkpoint that saves and restores them."""
+
+    def __init__(
+        self,
+        model: DiffusionModel,
+        config: DiffusionTrainConfig,
+        pieces: list[np.ndarray],
+        checkpoint_dir: str | Path | None,
+        gate: Gate | None,
+    ) -> None:
+        self.model, self.config, self.gate = model, config, gate
+        self.t_range = check_t_range(config.t_range, model.T)
+        self.crops = torch.cat(
+            [
+                model.to_model_space(torch.as_tensor(p, dtype=torch.float32)).unfold(
+                    0, model.segment_length, 1
+                )
+                for p in pieces
+            ]
+        )
+        self.rng = numpy_rng(config.seed)
+        self.gen = torch_generator(config.seed)
+        self.optimizer = torch.optim.Adam(model.denoiser.parameters(), lr=config.lr)
+        self.ema = copy.deepcopy(model.denoiser).requires_grad_(False)
+        self.losses: list[float] = []
+        self.checks: list[GateResult] = []
+        self.fingerprint = data_fingerprint(pieces[0] if len(pieces) == 1 else pieces)
+        self.path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+        self.start = 0
+        #: whether the gate passed: a resumed run then trains no further
+        self.passed = False
+        if self.path is not None and self.path.is_file():
+            self._resume(_read_checkpoint(self.path, model.config, config, self.fingerprint))
+        self.done = self.start
+
+    def _resume(self, state: dict[str, Any]) -> None:
+        self.model.denoiser.load_state_dict(state["weights"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        self.gen.set_state(state["torch_rng"])
+        self.losses = list(state["losses"])
+        self.start = int(state["iteration"])
+        self.passed = bool(state.get("passed_gate", False))
+
+    def step(self, it: int) -> None:
+        """Iteration ``it``: one Adam step on the denoising loss of a batch of crops."""
+        model, config = self.model, self.config
+        index = torch.as_tensor(self.rng.integers(0, self.crops.shape[0], size=config.batch_size))
+        batch = self.crops[index].to(model.device)
+        loss = denoising_loss(model.eps, model.schedule, batch, self.t_range, self.gen)
         if not torch.isfinite(loss):
             raise TrainingError(f"diffusion loss became {loss.item()} at iteration {it + 1}")
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.denoiser.parameters(), config.grad_clip)
-        optimizer.step()
-        _update_ema(ema, model.denoiser, config.ema_decay, it)
-        losses.append(float(loss.item()))
-        done = it + 1
-        if done % 50 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        if done % config.checkpoint_every == 0:
-            checkpoint(done)
-        if (
-            gate is not None
-            and done >= config.gate_after
-            and done % config.gate_every == 0
-            and judge(done)
-        ):
-            passed = True
-            break
-        if time_budget_s is not None and time.perf_counter() - started > time_budget_s:
-            stopped = done < config.iterations
-            break
-    if gate is not None and (not checks or checks[-1].iteration != done):
-        judge(done)
-    bar.close()
-    if done % config.checkpoint_every or passed:
-        checkpoint(done)
-    if config.ema_decay > 0:
-        model.denoiser.load_state_dict(ema.state_dict())
-    model.eval()
-    return TrainResult(
-        np.asarray(losses),
-        done,
-        time.perf_counter() - started,
-        start,
-        stopped,
-        checks[-1] if checks else None,
-        tuple(checks),
-    )
+        self.optimizer.step()
+        _update_ema(self.ema, model.denoiser, config.ema_decay, it)
+        self.losses.append(float(loss.item()))
+        self.done = it + 1
+
+    def due(self) -> bool:
+        """Whether the gate judges after this iteration."""
+        config = self.config
+        return self.done >= config.gate_after and self.done % config.gate_every == 0
+
+    def judge(self, bar: Any) -> bool:
+        """The gate's verdict on a snapshot with the EMA weights (recorded in ``checks``)."""
+        assert self.gate is not None
+        snapshot = self.model.clone()
+        if self.config.ema_decay > 0:
+            snapshot.denoiser.load_state_dict(self.ema.state_dict())
+        snapshot.eval()
+        self.checks.append(self.gate(snapshot, self.done))
+        bar.set_postfix_str(self.checks[-1].summary(), refresh=False)
+        return self.checks[-1].passed
+
+    def checkpoint(self) -> None:
+        """Save everything a resumed run needs (atomically), if there is a directory."""
+        if self.path is None:
+            return
+        state = {
+            "model_config": self.model.config.model_dump(mode="json"),
+            "train_config": self.config.model_dump(mode="json"),
+            "data": self.fingerprint,
+            "iteration": self.done,
+            "weights": self.model.denoiser.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "numpy_rng": self.rng.bit_generator.state,
+            "torch_rng": self.gen.get_state(),
+            "losses": self.losses,
+            "passed_gate": self.passed,
+        }
+        with atomic_open(self.path, "wb") as handle:
+            torch.save(state, handle)
 
 
 def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float, iteration: int) -> None:

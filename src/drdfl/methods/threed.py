@@ -435,9 +435,12 @@ class ThreeDLearning(TrainedMethod):
         }
 
     @torch.no_grad()
-    def selection_score(self, forecaster: nn.Module) -> float:
-        """Regret on the held-out pool states' tails under the current adversary (fixed
-        noise): the robust model-selection criterion."""
+    def selection_score(self, forecaster: nn.Module, validation: float | None) -> float | None:
+        """With ``selection = "adversarial"``: the regret on the held-out pool states'
+        tails under the current adversary (fixed noise), the robust model-selection
+        criterion; else the validation regret."""
+        if self.params.selection != "adversarial":
+            return validation
         x, _ = run_tail(
             self.adversary.eps,
             self.adversary.schedule,

@@ -115,10 +115,11 @@ class TrainedMethod(Method):
     #: what :meth:`selection_score` measures (recorded in the fit result's artifacts)
     selection: str = "validation regret"
 
-    def selection_score(self, forecaster: nn.Module) -> float:
-        """Score (lower is better) that early stopping and model selection use; the
-        validation regret unless a method selects on something else."""
-        return self.validation_regret(forecaster)
+    def selection_score(self, forecaster: nn.Module, validation: float | None) -> float | None:
+        """Score (lower is better) that early stopping and model selection use: the
+        validation regret (``None`` without validation windows: no selection, the last
+        epoch's model is kept) unless a method selects on something else."""
+        return validation
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -183,6 +184,58 @@ class TrainedMethod(Method):
     ) -> FitResult:
         cfg = self.train
         gen = torch_generator(cfg.seed)
+        self._setup(data, task, forecaster, device)
+        self.prepare(data, task, forecaster, gen)
+        params = list(forecaster.parameters()) + self.extra_parameters()
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched: torch.optim.lr_scheduler.LRScheduler | None = None
+        if cfg.scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+        elif cfg.scheduler == "step":
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+        history: list[dict[str, float]] = []
+        best = _Best(cfg.patience)
+        start = time.perf_counter()
+        bar = tqdm(range(cfg.epochs), desc=self.name, disable=not self.progress, leave=False)
+        for epoch in bar:
+            train_loss = self._train_epoch(epoch, forecaster, gen, opt, params)
+            if sched is not None:
+                sched.step()
+            val = self.validation_regret(forecaster)
+            score = self.selection_score(forecaster, None if self._xv is None else val)
+            row = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_regret": val,
+                "lr": opt.param_groups[0]["lr"],
+                "time_s": time.perf_counter() - start,
+                **self.epoch_record(),
+            }
+            history.append(row)
+            bar.set_postfix(loss=f"{train_loss:.4g}", val=f"{val:.4g}")
+            self._save_checkpoint(forecaster, epoch)
+            if score is not None and math.isnan(score):
+                raise TrainingError(
+                    f"{self.name}: the {self.selection} is not a number at epoch {epoch}: "
+                    "the forecasts or the decisions they cause are not finite"
+                )
+            if score is not None and best.stop(score, epoch, forecaster):
+                break
+        if history:
+            history[-1].update(self.final_record(forecaster))
+        if best.state is not None:
+            forecaster.load_state_dict(best.state)
+        forecaster.eval()
+        arts = self.artifacts()
+        arts["best_epoch"] = best.epoch
+        arts["selection"] = self.selection
+        return FitResult(forecaster, history, time.perf_counter() - start, arts)
+
+    def _setup(
+        self, data: TrainingData, task: DecisionTask, forecaster: nn.Module, device: torch.device
+    ) -> None:
+        """The task, scaler and windows on ``device``; the anchor's constant chosen."""
+        cfg = self.train
         self._task, self._scaler = task, data.scaler
         forecaster.to(device)
         self._x, self._y = data.train.tensors(device)
@@ -194,74 +247,51 @@ class TrainedMethod(Method):
                 val = val.subset(keep)
             self._xv, self._yv = val.tensors(device)
         calibrate_anchor(forecaster, self._x, self._y, task, data.scaler)
-        self.prepare(data, task, forecaster, gen)
 
-        params = list(forecaster.parameters()) + self.extra_parameters()
-        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched: torch.optim.lr_scheduler.LRScheduler | None = None
-        if cfg.scheduler == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-        elif cfg.scheduler == "step":
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+    def _train_epoch(
+        self,
+        epoch: int,
+        forecaster: nn.Module,
+        gen: torch.Generator,
+        opt: torch.optim.Optimizer,
+        params: list[nn.Parameter],
+    ) -> float:
+        """One pass over the epoch's windows; the mean training objective."""
+        forecaster.train()
+        x_all, y_all = self.epoch_windows(epoch, forecaster, gen)
+        total, count = 0.0, 0
+        for b, idx in enumerate(self._batches(x_all.shape[0], gen)):
+            xb, yb = self.perturb(x_all[idx], y_all[idx], forecaster)
+            loss = self.aggregate(self.losses(forecaster(xb), yb))
+            if not torch.isfinite(loss):
+                kept = f"; the last good model (epoch {epoch - 1}) is in {self.checkpoint}"
+                raise TrainingError(
+                    f"{self.name}: non-finite loss at epoch {epoch}, batch {b}"
+                    + (kept if self.checkpoint is not None and epoch > 0 else "")
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.train.grad_clip is not None:
+                nn.utils.clip_grad_norm_(params, self.train.grad_clip)
+            opt.step()
+            total += float(loss.detach()) * idx.numel()
+            count += idx.numel()
+        return total / max(count, 1)
 
-        history: list[dict[str, float]] = []
-        best_val, best_state, best_epoch, stale = math.inf, None, -1, 0
-        start = time.perf_counter()
-        bar = tqdm(range(cfg.epochs), desc=self.name, disable=not self.progress, leave=False)
-        for epoch in bar:
-            forecaster.train()
-            x_all, y_all = self.epoch_windows(epoch, forecaster, gen)
-            total, count = 0.0, 0
-            for b, idx in enumerate(self._batches(x_all.shape[0], gen)):
-                xb, yb = self.perturb(x_all[idx], y_all[idx], forecaster)
-                loss = self.aggregate(self.losses(forecaster(xb), yb))
-                if not torch.isfinite(loss):
-                    kept = f"; the last good model (epoch {epoch - 1}) is in {self.checkpoint}"
-                    raise TrainingError(
-                        f"{self.name}: non-finite loss at epoch {epoch}, batch {b}"
-                        + (kept if self.checkpoint is not None and epoch > 0 else "")
-                    )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                opt.step()
-                total += float(loss.detach()) * idx.numel()
-                count += idx.numel()
-            if sched is not None:
-                sched.step()
-            val = self.validation_regret(forecaster)
-            score = (
-                val
-                if self.selection == TrainedMethod.selection
-                else self.selection_score(forecaster)
-            )
-            row = {
-                "epoch": epoch,
-                "train_loss": total / max(count, 1),
-                "val_regret": val,
-                "lr": opt.param_groups[0]["lr"],
-                "time_s": time.perf_counter() - start,
-                **self.epoch_record(),
-            }
-            history.append(row)
-            bar.set_postfix(loss=f"{row['train_loss']:.4g}", val=f"{val:.4g}")
-            self._save_checkpoint(forecaster, epoch)
-            if math.isnan(score):
-                continue
-            if score < best_val - 1e-12:
-                best_val, best_epoch, stale = score, epoch, 0
-                best_state = copy.deepcopy(forecaster.state_dict())
-            else:
-                stale += 1
-                if cfg.patience is not None and stale >= cfg.patience:
-                    break
-        if history:
-            history[-1].update(self.final_record(forecaster))
-        if best_state is not None:
-            forecaster.load_state_dict(best_state)
-        forecaster.eval()
-        arts = self.artifacts()
-        arts["best_epoch"] = best_epoch
-        arts["selection"] = self.selection
-        return FitResult(forecaster, history, time.perf_counter() - start, arts)
+
+class _Best:
+    """Model selection and early stopping: the best score so far, its epoch and weights."""
+
+    def __init__(self, patience: int | None) -> None:
+        self.patience = patience
+        self.score, self.epoch, self.stale = math.inf, -1, 0
+        self.state: dict[str, Any] | None = None
+
+    def stop(self, score: float, epoch: int, forecaster: nn.Module) -> bool:
+        """Record ``score`` of ``epoch``; whether training should stop."""
+        if score < self.score - 1e-12:
+            self.score, self.epoch, self.stale = score, epoch, 0
+            self.state = copy.deepcopy(forecaster.state_dict())
+            return False
+        self.stale += 1
+        return self.patience is not None and self.stale >= self.patience
