@@ -94,3 +94,41 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
         code = int(exc.code or 0)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def flaky(failures: dict[str, int], marks: Path) -> Any:
+    """The real task function, but the first ``failures[id]`` attempts of node ``id`` raise;
+    every attempt of every node leaves its count in ``marks`` (``/`` read as ``__``). For
+    a Ray cluster's workers, pickle this module by value (they cannot import it)."""
+    from drdfl.runner import unit as unit_module
+
+    real = unit_module.execute_task
+    marks.mkdir(parents=True, exist_ok=True)
+
+    def task(job: Any, *needs: Any) -> Any:
+        mark = marks / job.node.id.replace("/", "__")
+        tries = int(mark.read_text()) if mark.exists() else 0
+        mark.write_text(str(tries + 1))
+        if tries < failures.get(job.node.id, 0):
+            raise RuntimeError(f"{job.node.id}: injected failure {tries + 1}")
+        return real(job, *needs)
+
+    return task
+
+
+def attempts(marks: Path) -> dict[str, int]:
+    """The attempts :func:`flaky` counted, by node id."""
+    return {p.name.replace("__", "/"): int(p.read_text()) for p in marks.iterdir()}
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live processes of the process group ``pgid`` (zombies not counted), from /proc."""
+    members = []
+    for entry in os.listdir("/proc"):
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+        except (OSError, ValueError):
+            continue
+        if entry.isdigit() and fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry))
+    return members

@@ -6,11 +6,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import group_members
 
 from drdfl.config import resolve_config
 from drdfl.errors import ConfigError
@@ -180,25 +180,12 @@ def test_a_terminated_worker_starts_no_further_unit(monkeypatch):
     assert started == ["first"] and stop.value.code == 128 + signal.SIGTERM
 
 
-def _group_members(pgid):
-    """The live processes of the process group ``pgid`` (zombies not counted), from /proc."""
-    members = []
-    for entry in os.listdir("/proc"):
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
-        except (OSError, ValueError):
-            continue
-        if entry.isdigit() and fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry))
-    return members
-
-
 def _group_gone(pgid, within=20.0):
     """Whether every process of the group ``pgid`` has exited within ``within`` seconds."""
     deadline = time.time() + within
-    while _group_members(pgid) and time.time() < deadline:
+    while group_members(pgid) and time.time() < deadline:
         time.sleep(0.1)
-    return not _group_members(pgid)
+    return not group_members(pgid)
 
 
 def _wait_for(proc, ready, what, timeout=300):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import attempts, flaky
 from typer.testing import CliRunner
 
 from drdfl.cli import app, main
@@ -29,6 +30,7 @@ TINY = [
     "data.synthetic_days=0.3",
     "evaluation.skyline=false",
     "evaluation.corruptions=false",
+    "evaluation.online=false",
 ]
 POINTS = ("lr=0.001", "lr=0.003")
 
@@ -53,27 +55,6 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("DRDFL_CACHE_DIR")
     else:
         os.environ["DRDFL_CACHE_DIR"] = previous
-
-
-def flaky(failures: dict[str, int], marks: Path):
-    """The real task function, but the first ``failures[id]`` attempts of node ``id`` raise;
-    every attempt of every node leaves its count in ``marks``."""
-    real = unit_module.execute_task
-    marks.mkdir(parents=True, exist_ok=True)
-
-    def task(job, *needs):
-        mark = marks / job.node.id.replace("/", "__")
-        tries = int(mark.read_text()) if mark.exists() else 0
-        mark.write_text(str(tries + 1))
-        if tries < failures.get(job.node.id, 0):
-            raise RuntimeError(f"{job.node.id}: injected failure {tries + 1}")
-        return real(job, *needs)
-
-    return task
-
-
-def attempts(marks: Path) -> dict[str, int]:
-    return {p.name.replace("__", "/"): int(p.read_text()) for p in marks.iterdir()}
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,9 @@ filesystem.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,12 @@ from drdfl.runner.unit import Job
 
 #: environment a task takes over from the caller (paths made absolute)
 FORWARDED_ENV = ("DRDFL_DATA_DIR", "DRDFL_CACHE_DIR", "DRDFL_OFFLINE")
+#: what reaching a cluster takes, said when it cannot be reached
+CLUSTER_HINT = (
+    "check the address (ray://HOST:10001 through Ray Client, or HOST:6379 from a node of "
+    "the cluster) and, on a cluster with token authentication, set RAY_AUTH_MODE=token and "
+    "RAY_AUTH_TOKEN to what `ray get-auth-token` prints on its head node"
+)
 
 
 def require_ray() -> Any:
@@ -59,20 +67,35 @@ class RayExecutor:
         self.cpus_per_task = cpus_per_task
         self.retries = retries
 
+    @contextlib.contextmanager
+    def connected(self) -> Iterator[None]:
+        """Ray joined (or started) inside the block, unless it runs already; a cluster that
+        cannot be reached is one :class:`DrdflError` saying what it needs."""
+        ray = require_ray()
+        if ray.is_initialized():
+            yield
+            return
+        init: dict[str, Any] = {"address": self.address, "log_to_driver": False}
+        if self.address is None:
+            init.update(num_cpus=self.num_cpus, include_dashboard=False)
+        try:
+            ray.init(**init)
+        except Exception as exc:
+            if self.address is None:
+                raise
+            raise DrdflError(
+                f"--address {self.address}: cannot connect to the Ray cluster "
+                f"({error_line(exc)}); {CLUSTER_HINT}"
+            ) from None
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
     def run(self, jobs: list[Job], on_done: OnDone | None = None) -> dict[str, Outcome]:
         """Every job; one outcome per job id."""
-        ray = require_ray()
-        started = not ray.is_initialized()
-        if started:
-            init: dict[str, Any] = {"address": self.address, "log_to_driver": False}
-            if self.address is None:
-                init.update(num_cpus=self.num_cpus, include_dashboard=False)
-            ray.init(**init)
-        try:
-            return self._run(ray, jobs, on_done)
-        finally:
-            if started:
-                ray.shutdown()
+        with self.connected():
+            return self._run(require_ray(), jobs, on_done)
 
     def _run(self, ray: Any, jobs: list[Job], on_done: OnDone | None) -> dict[str, Outcome]:
         # Looked up at call time: the task function is whatever the module holds now.
@@ -118,4 +141,4 @@ class RayExecutor:
         return outcomes
 
 
-__all__ = ["FORWARDED_ENV", "RayExecutor", "forwarded_env", "require_ray"]
+__all__ = ["CLUSTER_HINT", "FORWARDED_ENV", "RayExecutor", "forwarded_env", "require_ray"]

@@ -137,13 +137,14 @@ class Sweep:
     def execute(self, executor: Any = None) -> SweepResult:
         """Validate every point, run every node not yet done, then assemble the tables and
         the reports."""
+        connection: Any = contextlib.nullcontext()
         if executor is None:
-            from drdfl.runner.distributed import RayExecutor, require_ray
+            from drdfl.runner.distributed import RayExecutor
 
-            require_ray()  # before anything is written
             executor = RayExecutor(self.address, self.num_cpus, self.cpus_per_trial)
+            connection = executor.connected()  # before anything is written
         fingerprints = [run.validate() for run in self.runs]
-        with self.claim(fingerprints):
+        with connection, self.claim(fingerprints):
             jobs = self.jobs()
             from tqdm.auto import tqdm
 
@@ -190,6 +191,10 @@ class Sweep:
 
         write_json(self.out / "trials.json", records)
         write_json(self.out / "failed.json", [r for r in records if r["status"] != "done"])
+        if self.grid:  # each point's report insists on its units, or on their failure records
+            for point, run in zip(self.points, self.runs, strict=True):
+                mine = [r for r in records if r["point"] == point.label and r["status"] != "done"]
+                write_json(run.out / "failed.json", mine)
         tables = []
         for run in self.runs:
             table = run.assemble()
