@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from drdfl.cli import main
-from drdfl.methods.registry import METHOD_NAMES, METHODS, SHARED_HISTORY, online_label
+from drdfl.methods.labels import online_label
+from drdfl.methods.registry import METHOD_NAMES, METHODS, SHARED_HISTORY
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,8 @@ from drdfl.diffusion.model import DiffusionModel
 from drdfl.errors import ConfigError
 from drdfl.methods import METHODS, get_method
 from drdfl.methods.base import TrainingData
-from drdfl.methods.registry import REGISTRY, SHARED_HISTORY, label_order, label_style
+from drdfl.methods.labels import label_order, label_style
+from drdfl.methods.registry import REGISTRY, SHARED_HISTORY
 from drdfl.models.forecasters import build_forecaster
 from drdfl.tasks import get_task
 

@@ -38,7 +38,7 @@ def test_plan_puts_dfl_first_and_adds_variants():
     assert labels[:2] == ["mse", "dfl"]  # dfl added: it warm-starts threed
     assert "threed-mse" in labels and labels[-1] == "skyline"
     off = next(u for u in plan_units(cfg) if u.label == "threed-off")
-    assert off.method == "threed" and off.params["adversary"] is False
+    assert off.method == "threed" and off.params.adversary is False
     cfg = resolve_config("quick", overrides=["methods=threed", "report.adversary_ablation=false"])
     assert "threed-off" not in {u.label for u in plan_units(cfg)}
     cfg = resolve_config("quick", overrides=["methods=threed", "report.budget_sweep=true"])
@@ -61,10 +61,13 @@ def test_run_writes_tables_and_report(tmp_path):
     out = tmp_path / "run"
     table = Run(cfg, out, progress=False).execute()
     assert list(table.columns) == ["method", "seed", "suite", "test_set", "metric", "value"]
-    assert set(table["method"]) == {"mse", "dfl", "skyline"}
+    # the quick profile scores online too: on the suite's own test sets
+    assert set(table["method"]) == {"mse", "dfl", "skyline", "mse+online", "dfl+online"}
     assert set(table["suite"]) == {"synthetic", "corruptions", "skyline"}
+    online = table[table["method"].str.endswith("+online")]
+    assert set(online["suite"]) == {"synthetic"}
     main = table[(table.suite == "synthetic") & (table.metric == "normalized_regret")]
-    assert len(main) == 2 * 3 and main["value"].between(0, 10).all()
+    assert len(main) == 2 * 2 * 3 and main["value"].between(0, 10).all()
     for name in ("config.toml", "results.csv", "results.json", "report.md", "report.html"):
         assert (out / name).is_file(), name
     assert list((out / "figures").glob("*.png"))

@@ -12,7 +12,8 @@ import pytest
 from scipy import stats
 
 from drdfl.errors import DataError
-from drdfl.methods.registry import REGISTRY, SHARED_HISTORY, history_columns
+from drdfl.methods.labels import history_columns
+from drdfl.methods.registry import REGISTRY, SHARED_HISTORY
 from drdfl.report import load_run, summary_text, write_report
 
 TESTS = ["chat (test)", "code", "chat→code"]

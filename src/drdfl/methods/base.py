@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from drdfl.data.training import TrainingData
+from drdfl.schema import StrictModel, parse_model
 from drdfl.tasks.base import DecisionTask
 
 __all__ = ["FitResult", "Method", "TrainingData"]
@@ -42,6 +43,22 @@ class Method(ABC):
         """Raise a :class:`~drdfl.errors.ConfigError` naming the key if the method cannot run
         on windows of this shape (called before any work); every shape by default."""
         return None
+
+    #: the pydantic model of the method's hyperparameters
+    Params: ClassVar[type[StrictModel]]
+
+    @classmethod
+    def parse_params(cls, params: StrictModel | None, kwargs: dict[str, Any]) -> Any:
+        """The method's validated parameters: ``params`` already validated (as the runner
+        carries them), or the keyword arguments a user gives (errors name the key as
+        ``method_params.<name>.<key>``); not both."""
+        if params is not None:
+            if kwargs:
+                raise TypeError(f"{cls.name}: give the parameters as params= or as keywords")
+            if not isinstance(params, cls.Params):
+                raise TypeError(f"{cls.name}: params must be a {cls.Params.__name__}")
+            return params
+        return parse_model(cls.Params, kwargs, f"method_params.{cls.name}")
 
     @classmethod
     def flat_params(cls, params: Any) -> dict[str, Any]:

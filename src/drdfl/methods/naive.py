@@ -34,7 +34,7 @@ from drdfl.errors import ConfigError
 from drdfl.methods.base import FitResult, Method
 from drdfl.methods.losses import sample_losses
 from drdfl.models.naive import AnchoredForecaster, NaiveForecaster, check_window, rule_weights
-from drdfl.schema import StrictModel, parse_model
+from drdfl.schema import StrictModel
 from drdfl.tasks.base import DecisionTask
 
 #: smoothing constants tried for ``ets``
@@ -149,10 +149,11 @@ class NaiveMethod(Method):
         train: Any = None,
         checkpoint: str | Path | None = None,
         progress: bool = False,
-        **params: Any,
+        params: StrictModel | None = None,
+        **kwargs: Any,
     ) -> None:
         self.train = train
-        self.params: Any = parse_model(self.Params, params, f"method_params.{self.name}")
+        self.params: Any = self.parse_params(params, kwargs)
 
     @classmethod
     def check_data(

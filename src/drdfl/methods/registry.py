@@ -3,20 +3,15 @@
 Config validation, the runner, the sweep and the report read this table and nothing else:
 a method's name, its place in tables, its plot style, whether it starts from the
 reference diffusion model θ₀, whether it is warm-started from DFL, its parameter model
-(the pydantic class its constructor validates) and the history columns it writes per
-epoch. Importing this module is cheap: the method classes load on first use.
-
-Run *labels* name a method or a variant of one: ``threed-mse`` (3D-Learning trained on
-MSE, the paper's Fig. 3 ablation), ``threed@0.03`` (a budget-sweep point), ``skyline``
-(DFL trained on part of a test set). :func:`spec_for_label` maps any label to the entry
-it belongs to and :func:`label_style` to its plot style.
+(the pydantic class its constructor validates), the history columns it writes per epoch,
+its variants (runs with some parameters changed, each with its own label) and the
+parameter a budget sweep varies. Importing this module is cheap: the method classes load
+on first use. Run labels are read back through these tables (:mod:`drdfl.methods.labels`).
 """
 
 from __future__ import annotations
 
 import importlib
-import re
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,20 +29,21 @@ OKABE_ITO = {
     "black": "#000000",
     "grey": "#999999",
 }
-# Paul Tol's "muted" scheme, for labels the registry does not name.
-_FALLBACK = ("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677")
-_LINESTYLE = {"": "-", "//": "--", "..": ":", "xx": "-.", "\\\\": (0, (3, 1, 1, 1))}
-_MARKERS = "osD^vP<>Xph*"
-
 #: the label of DFL trained on part of each test set (an upper bound, not a method)
 SKYLINE = "skyline"
-#: suffix of the MSE-objective ablation of a method (``threed-mse``)
-MSE_SUFFIX = "-mse"
-#: suffix of 3D-Learning's run with its adversary off (``threed-off``)
-OFF_SUFFIX = "-off"
-#: suffix of a run scored with online recalibration (``dfl+online``)
-ONLINE_SUFFIX = "+online"
-_SWEEP = re.compile(r"^(?P<method>[a-z0-9-]+)@(?P<budget>[0-9.eE+-]+)$")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A run of a method with some of its parameters changed, told apart by its label
+    (the method's name and ``suffix``) and added to a run by ``report.<switch>``."""
+
+    name: str
+    suffix: str
+    params: dict[str, Any]
+    switch: str
+    summary: str
+    hatch: str
 
 
 @dataclass(frozen=True)
@@ -70,6 +66,10 @@ class MethodSpec:
     untrained: bool = False
     #: in the profiles' method lists (a method that needs settings they lack is not)
     in_profiles: bool = True
+    #: runs of the method with some parameters changed (ablations)
+    variants: tuple[Variant, ...] = ()
+    #: the parameter a budget sweep (``report.budget_sweep``) varies, if any
+    sweep: str | None = None
 
     @property
     def cls(self) -> Any:
@@ -81,6 +81,13 @@ class MethodSpec:
     def params_model(self) -> type[BaseModel]:
         """The pydantic model of the method's hyperparameters."""
         return self.cls.Params
+
+    def parse(self, params: dict[str, Any] | None = None) -> Any:
+        """``params`` (a user's ``method_params.<name>``) validated by :attr:`params_model`;
+        a :class:`~drdfl.errors.ConfigError` names the key."""
+        from drdfl.schema import parse_model
+
+        return parse_model(self.params_model, dict(params or {}), f"method_params.{self.name}")
 
     def build(
         self,
@@ -185,6 +192,25 @@ REGISTRY: tuple[MethodSpec, ...] = (
         "3D-Learning: DFL against the worst case inside a diffusion model",
         OKABE_ITO["vermillion"],
         needs_reference=True,
+        variants=(
+            Variant(
+                "mse",
+                "-mse",
+                {"objective": "mse"},
+                "mse_ablation",
+                "3D-Learning trained on squared error (the paper's Fig. 3 ablation)",
+                "//",
+            ),
+            Variant(
+                "off",
+                "-off",
+                {"adversary": False},
+                "adversary_ablation",
+                "3D-Learning with its adversary off: the same θ₀ tails and real-window mix",
+                "\\\\",
+            ),
+        ),
+        sweep="budget",
         history={
             "path_kl": "KL of the epoch's adversarial tails (and level factors) to θ₀'s, nats "
             "per segment slot",
@@ -300,114 +326,15 @@ def get_spec(name: str) -> MethodSpec:
         ) from None
 
 
-def off_label(label: str) -> str:
-    """The label of ``label``'s run with its adversary off."""
-    return label + OFF_SUFFIX
-
-
-def online_label(label: str) -> str:
-    """The label of ``label``'s run scored with online recalibration."""
-    return label + ONLINE_SUFFIX
-
-
-def parse_label(label: str) -> tuple[str, str]:
-    """``(method, variant)`` of a run label: ``("threed", "mse")`` for ``threed-mse``,
-    ``("threed", "@0.03")`` for a budget-sweep point, ``("dfl", "online")`` for
-    ``dfl+online`` (``"mse+online"`` for ``threed-mse+online``), ``("threed", "off")``
-    for ``threed-off`` (the adversary switched off), ``("skyline", "")``,
-    ``(m, "")``."""
-    if label in METHODS or label == SKYLINE:
-        return label, ""
-    if label.endswith(ONLINE_SUFFIX):
-        method, variant = parse_label(label[: -len(ONLINE_SUFFIX)])
-        return method, (variant + "+" if variant else "") + "online"
-    sweep = _SWEEP.match(label)
-    if sweep and sweep["method"] in METHODS:
-        return sweep["method"], "@" + sweep["budget"]
-    if label.endswith(MSE_SUFFIX) and label[: -len(MSE_SUFFIX)] in METHODS:
-        return label[: -len(MSE_SUFFIX)], "mse"
-    if label.endswith(OFF_SUFFIX) and label[: -len(OFF_SUFFIX)] in METHODS:
-        return label[: -len(OFF_SUFFIX)], "off"
-    return label, ""
-
-
-def sweep_budget(label: str) -> float | None:
-    """The budget ε of a budget-sweep label ``method@ε``; ``None`` for any other label."""
-    sweep = _SWEEP.match(label)
-    if sweep is None or sweep["method"] not in METHODS:
-        return None
-    try:
-        return float(sweep["budget"])
-    except ValueError:
-        return None
-
-
-def label_order(label: str) -> tuple[int, int, float, str]:
-    """Sort key of run labels: registry order, a method's variants after it, labels the
-    registry does not know next, the skyline last."""
-    method, variant = parse_label(label)
-    if method == SKYLINE:
-        return (2, 0, 0.0, label)
-    if method not in METHODS:
-        return (1, 0, 0.0, label)
-    rank = METHOD_NAMES.index(method)
-    if not variant:
-        return (0, rank, -2.0, label)
-    if variant == "online":
-        return (0, rank, -1.5, label)
-    if variant.startswith("mse"):
-        return (0, rank, -1.0 + 0.1 * variant.endswith("online"), label)
-    if variant.startswith("off"):
-        return (0, rank, -0.5 + 0.1 * variant.endswith("online"), label)
-    if variant.startswith("@"):
-        return (0, rank, float(variant[1:].removesuffix("+online")), label)
-    return (0, rank, 0.0, label)
-
-
-def label_style(label: str) -> dict[str, Any]:
-    """Colour, hatch, line style and marker of a run label, the same in every figure."""
-    method, variant = parse_label(label)
-    if method == SKYLINE:
-        color, hatch, index = "#FFFFFF", "xx", len(METHOD_NAMES)
-    elif method in METHODS:
-        spec = METHODS[method]
-        index = METHOD_NAMES.index(method)
-        color = spec.color
-        hatch = {"": spec.hatch, "mse": "//", "off": "\\\\", "online": ".."}.get(variant, "xx")
-    else:
-        index = zlib.crc32(label.encode())
-        color, hatch = _FALLBACK[index % len(_FALLBACK)], ""
-    return {
-        "color": color,
-        "hatch": hatch,
-        "linestyle": _LINESTYLE.get(hatch, "-"),
-        "marker": _MARKERS[index % len(_MARKERS)],
-    }
-
-
-def history_columns(label: str) -> dict[str, str]:
-    """The method-specific history columns a run label's method writes."""
-    method, _ = parse_label(label)
-    return dict(METHODS[method].history) if method in METHODS else {}
-
-
 __all__ = [
     "METHODS",
     "METHOD_NAMES",
-    "OFF_SUFFIX",
     "OKABE_ITO",
-    "ONLINE_SUFFIX",
     "REGISTRY",
     "SHARED_HISTORY",
     "SKYLINE",
     "UNTRAINED",
     "MethodSpec",
+    "Variant",
     "get_spec",
-    "history_columns",
-    "label_order",
-    "label_style",
-    "off_label",
-    "online_label",
-    "parse_label",
-    "sweep_budget",
 ]

@@ -26,7 +26,7 @@ from drdfl.errors import TrainingError
 from drdfl.methods.base import FitResult, Method, TrainingData
 from drdfl.methods.losses import sample_losses
 from drdfl.methods.naive import calibrate_anchor
-from drdfl.schema import StrictModel, parse_model
+from drdfl.schema import StrictModel
 from drdfl.seeding import torch_generator
 from drdfl.tasks.base import DecisionTask
 
@@ -57,12 +57,13 @@ class TrainedMethod(Method):
         train: TrainConfig | None = None,
         checkpoint: str | Path | None = None,
         progress: bool = False,
-        **params: Any,
+        params: StrictModel | None = None,
+        **kwargs: Any,
     ) -> None:
         self.train = train or TrainConfig()
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.progress = progress
-        self.params: Any = parse_model(self.Params, params, f"method_params.{self.name}")
+        self.params: Any = self.parse_params(params, kwargs)
         self.configure()
 
     # ------------------------------------------------------------------ hooks

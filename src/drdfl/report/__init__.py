@@ -67,7 +67,7 @@ def summary_text(out_dir: str | Path) -> str:
     the best mean of each column, ``†`` a trained method worse than the best untrained
     rule (the last line). Runs scored online get a second table.
     """
-    from drdfl.methods.registry import ONLINE_SUFFIX
+    from drdfl.methods.labels import ONLINE_SUFFIX
     from drdfl.report.sections import table_block
     from drdfl.report.tables import is_untrained, main_suites, plot_methods, seed_table
 

@@ -19,7 +19,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from drdfl.methods.registry import OKABE_ITO, label_style
+from drdfl.methods.labels import label_style
+from drdfl.methods.registry import OKABE_ITO
 
 RC = {
     "font.size": 11,

@@ -17,16 +17,8 @@ import pandas as pd
 
 from drdfl._io import atomic_open
 from drdfl.evaluation.suites import PAPER_CORRUPTIONS
-from drdfl.methods.registry import (
-    METHODS,
-    ONLINE_SUFFIX,
-    SHARED_HISTORY,
-    SKYLINE,
-    history_columns,
-    off_label,
-    parse_label,
-    sweep_budget,
-)
+from drdfl.methods.labels import ONLINE_SUFFIX, history_columns, read_label, variant_label
+from drdfl.methods.registry import METHODS, SHARED_HISTORY, SKYLINE
 from drdfl.report import figures
 from drdfl.report.operate import decision_line
 from drdfl.report.outputs import SAMPLE_SETS, RunOutputs, failed_units
@@ -88,8 +80,7 @@ def failed_gate_seeds(run: RunOutputs) -> list[int]:
 
 def flagged(run: RunOutputs, label: str) -> bool:
     """Whether ``label``'s results rest on a reference model that failed its gate."""
-    method, _ = parse_label(label)
-    spec = METHODS.get(method)
+    spec = METHODS.get(read_label(label).method)
     if spec is None or not spec.needs_reference:
         return False
     seeds = set(run.results.loc[run.results["method"] == label, "seed"])
@@ -182,7 +173,7 @@ def overview(run: RunOutputs, title: str) -> list[Block]:
     r = run.results
     suites = main_suites(r)
     methods = plot_methods(r)
-    budgets = sorted(e for m in r["method"].unique() if (e := sweep_budget(m)) is not None)
+    budgets = sorted(e for m in r["method"].unique() if (e := read_label(m).budget) is not None)
     facts = [
         f"main suite: `{suites[0]}`" if suites else "no main suite",
         f"methods ({len(methods)}): " + ", ".join(f"`{m}`" for m in methods),
@@ -249,7 +240,7 @@ def verdict(run: RunOutputs) -> list[Block]:
         table = seed_table(run.results, suite, methods, aggregates=False)
         wide = per_seed(run.results, suite)
         digits = decimals(table.mean.to_numpy(dtype=float))
-        ours = [m for m in trained if parse_label(m) in (("threed", ""), ("threed", "online"))]
+        ours = [m for m in trained if read_label(m).offline == read_label("threed")]
         in_dist = run.meta.get("in_distribution")
         rows, wins, separate, tests = [], 0, 0, list(table.mean.columns)
         ood = [t for t in tests if t != in_dist]
@@ -268,8 +259,9 @@ def verdict(run: RunOutputs) -> list[Block]:
                     (_relative(mean, half, bar) + (" (separate)" if sep else ""), mean, sep)
                 )
             ablation = NA
-            if three is not None and off_label("threed") in methods:
-                off = three.replace("threed", off_label("threed"), 1)
+            off_run = variant_label("threed", "off")
+            if three is not None and off_run in methods:
+                off = three.replace("threed", off_run, 1)
                 mean, half = paired_difference(wide, three, off, test)
                 bar = float(table.mean.loc[off, test])
                 sep = bool(np.isfinite(half) and abs(mean) > half + BEST_ATOL)
@@ -466,7 +458,7 @@ def main_tables(run: RunOutputs) -> list[Block]:
                 )
             )
         blocks += regret_intervals(run, suite, methods)
-    if any(sweep_budget(m) is not None for m in run.results["method"].unique()):
+    if any(read_label(m).budget is not None for m in run.results["method"].unique()):
         blocks.append(Para("The budget-sweep runs (`threed@ε`) are in the budget-sweep section."))
     return blocks
 
@@ -650,7 +642,7 @@ def ablation(run: RunOutputs, figs: FigureWriter, suite: str | None) -> list[Blo
 
 def budget(run: RunOutputs, figs: FigureWriter, suite: str | None) -> list[Block]:
     blocks: list[Block] = [Heading("Robustness budget ε (Fig. 4)")]
-    sweep = {m: sweep_budget(m) for m in order_methods(run.results["method"])}
+    sweep = {m: read_label(m).budget for m in order_methods(run.results["method"])}
     sweep = {m: e for m, e in sweep.items() if e is not None}
     if suite is None or not sweep:
         return [*blocks, skipped("Budget sweep", "not enabled in this run (no `threed@ε` results)")]
@@ -699,7 +691,9 @@ def adversary(run: RunOutputs) -> list[Block]:
     if h is not None and {"disc_acc", "ref_disc_acc"} <= set(h.columns):
         judged = set(h.loc[h["disc_acc"].notna(), "method"])
         labels = [
-            m for m in order_methods(h["method"]) if parse_label(m)[0] == "threed" and m in judged
+            m
+            for m in order_methods(h["method"])
+            if read_label(m).method == "threed" and m in judged
         ]
     if not labels:
         return [*blocks, skipped("Adversary", "no 3D-Learning diagnostics in `histories.csv`")]

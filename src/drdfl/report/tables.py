@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from drdfl.evaluation.metrics import mean_ci
-from drdfl.methods.registry import METHODS, SKYLINE, label_order, parse_label, sweep_budget
+from drdfl.methods.labels import RunLabel, label_order, read_label
+from drdfl.methods.registry import METHODS, SKYLINE
 
 #: the headline metric of every table
 MAIN_METRIC = "normalized_regret"
@@ -31,7 +32,9 @@ def order_methods(methods: Iterable[str]) -> list[str]:
 
 def plot_methods(results: pd.DataFrame) -> list[str]:
     """Labels that get their own row, bar and line (not budget-sweep points, not skyline)."""
-    return [m for m in order_methods(results["method"]) if sweep_budget(m) is None and m != SKYLINE]
+    return [
+        m for m in order_methods(results["method"]) if read_label(m).budget is None and m != SKYLINE
+    ]
 
 
 def main_suites(results: pd.DataFrame) -> list[str]:
@@ -128,16 +131,15 @@ def seed_table(
 
 def is_untrained(label: str) -> bool:
     """Whether ``label`` is an untrained rule as it is (a ``naive-*`` method, no variant)."""
-    method, variant = parse_label(label)
-    spec = METHODS.get(method)
-    return spec is not None and spec.untrained and not variant
+    read = read_label(label)
+    spec = METHODS.get(read.method)
+    return spec is not None and spec.untrained and read == RunLabel(read.method)
 
 
 def is_trained(label: str) -> bool:
     """Whether ``label`` is a trained forecaster (any variant of a method that is not an
     untrained rule; not the skyline)."""
-    method, _ = parse_label(label)
-    spec = METHODS.get(method)
+    spec = METHODS.get(read_label(label).method)
     return spec is not None and not spec.untrained
 
 

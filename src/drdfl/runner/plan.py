@@ -18,17 +18,19 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from drdfl.config import ExperimentConfig
-from drdfl.methods.registry import METHOD_NAMES, METHODS, SKYLINE, off_label
+from drdfl.methods.labels import sweep_label
+from drdfl.methods.registry import METHOD_NAMES, METHODS, SKYLINE
 
 
 @dataclass(frozen=True)
 class Unit:
-    """One cell of the grid: a method (or a variant of one) with one seed."""
+    """One cell of the grid: a method (or a variant of one) with one seed, and the method's
+    validated parameters (its registered parameter model; ``None``: the defaults)."""
 
     method: str
     seed: int
     label: str
-    params: dict[str, Any] = field(default_factory=dict, hash=False)
+    params: Any = field(default=None, hash=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -38,7 +40,8 @@ class Unit:
     @property
     def needs_reference(self) -> bool:
         """Whether the unit starts from the reference model θ₀ (and was given none)."""
-        return METHODS[self.method].needs_reference and "diffusion" not in self.params
+        given = getattr(self.params, "diffusion", None)
+        return METHODS[self.method].needs_reference and given is None
 
 
 @dataclass(frozen=True)
@@ -68,21 +71,20 @@ def plan_units(cfg: ExperimentConfig) -> list[Unit]:
     cold = [m for m in METHOD_NAMES if m in methods and not METHODS[m].warm_start]
     order = cold + [m for m in methods if METHODS[m].warm_start]
     units = []
+    runs = [(m, m, METHODS[m].parse(cfg.method_params.get(m))) for m in order]
+    for m in order:  # each method's variants and budget sweep, as the registry lists them
+        spec, given = METHODS[m], dict(cfg.method_params.get(m, {}))
+        for v in spec.variants:
+            if getattr(cfg.report, v.switch):
+                runs.append((m, m + v.suffix, spec.parse({**given, **v.params})))
+        if spec.sweep is not None and cfg.report.budget_sweep:
+            for b in cfg.report.budgets:
+                runs.append((m, sweep_label(m, b), spec.parse({**given, spec.sweep: b})))
+    units = []
     for seed in cfg.seeds:
-        for m in order:
-            units.append(Unit(m, seed, m, dict(cfg.method_params.get(m, {}))))
-        if "threed" in methods:
-            base = dict(cfg.method_params.get("threed", {}))
-            if cfg.report.mse_ablation:
-                units.append(Unit("threed", seed, "threed-mse", {**base, "objective": "mse"}))
-            if cfg.report.adversary_ablation:
-                off = {**base, "adversary": False}
-                units.append(Unit("threed", seed, off_label("threed"), off))
-            if cfg.report.budget_sweep:
-                for b in cfg.report.budgets:
-                    units.append(Unit("threed", seed, f"threed@{b:g}", {**base, "budget": b}))
+        units += [Unit(m, seed, label, params) for m, label, params in runs]
         if cfg.evaluation.skyline:
-            units.append(Unit("dfl", seed, SKYLINE))
+            units.append(Unit("dfl", seed, SKYLINE, METHODS["dfl"].parse()))
     return units
 
 

@@ -28,9 +28,10 @@ from drdfl.evaluation.suites import (
     make_test_set,
     synthetic_suite,
 )
-from drdfl.methods import get_method
 from drdfl.methods.base import FitResult
+from drdfl.methods.registry import get_spec
 from drdfl.models.forecasters import build_forecaster
+from drdfl.schema import StrictModel
 from drdfl.tasks import get_task
 
 
@@ -89,7 +90,7 @@ def train_model(
     anchor_alpha: float | None = None,
     train: TrainConfig | None = None,
     seed: int = 0,
-    method_params: dict[str, Any] | None = None,
+    method_params: dict[str, Any] | StrictModel | None = None,
     warm_start: str | Path | TrainedModel | None = None,
     checkpoint: str | Path | None = None,
     progress: bool = False,
@@ -126,8 +127,11 @@ def train_model(
                 f"{start.lead}, the data {data.train.window}/{data.train.horizon}/{lead}"
             )
         model = start.forecaster
-    params = dict(method_params or {})
-    runner = get_method(method, train=train, checkpoint=checkpoint, progress=progress, **params)
+    spec = get_spec(method)
+    params = (
+        method_params if isinstance(method_params, spec.params_model) else spec.parse(method_params)  # type: ignore[arg-type]
+    )
+    runner = spec.cls(train=train, checkpoint=checkpoint, progress=progress, params=params)
     result = runner.fit(data, decision_task, model)
     trained = TrainedModel(
         forecaster=result.forecaster,
@@ -140,7 +144,7 @@ def train_model(
         seed=seed,
         config={
             "train": train.model_dump(),
-            "method_params": params,
+            "method_params": recorded_params(spec, params),
             "task": task,
             "task_params": dict(task_params or {}),
             **suite.config,
@@ -157,6 +161,14 @@ def train_model(
     )
     trained.meta["train_series"] = suite.train_series.name
     return trained, result
+
+
+def recorded_params(spec: Any, params: Any) -> dict[str, Any]:
+    """The parameters a model is saved with: every one, as a user gives them, except
+    objects a file cannot hold (an in-memory θ₀)."""
+    flat = spec.cls.flat_params(params)
+    plain = (str, int, float, bool, list, type(None))
+    return {key: value for key, value in flat.items() if isinstance(value, plain)}
 
 
 def save_trained(model: TrainedModel, suite: Suite, directory: str | Path) -> Path:
@@ -314,7 +326,7 @@ def _online_table(
     """The rows of ``<method>+online``: every test set recalibrated online."""
     from drdfl.evaluation.online import OnlineSettings, anchor_rules, recalibrate
     from drdfl.evaluation.suites import summary_frame
-    from drdfl.methods.registry import online_label
+    from drdfl.methods.labels import online_label
 
     settings = OnlineSettings(
         halflife=float(evaluation.get("online_halflife", 256.0)),

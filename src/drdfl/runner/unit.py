@@ -22,7 +22,8 @@ import numpy as np
 
 from drdfl.config import DataConfig, EvaluationConfig, ExperimentConfig
 from drdfl.errors import ModelError
-from drdfl.methods.registry import SKYLINE, online_label, sweep_budget
+from drdfl.methods.labels import online_label, read_label
+from drdfl.methods.registry import SKYLINE
 from drdfl.runner.plan import Node, Unit, warm_start_of
 from drdfl.runner.reference import ReferenceCache, ReferenceEntry
 from drdfl.runner.store import DONE_FILE, WORST_CASES, write_unit
@@ -181,10 +182,10 @@ def run_unit(cfg: ExperimentConfig, unit: Unit, folder: Path, cache: Path) -> di
     folder.mkdir(parents=True)
     train_cfg = cfg.train.model_copy(update={"device": cfg.device})
     timings: list[dict[str, Any]] = []
-    params = dict(unit.params)
+    params = unit.params
     if unit.needs_reference:
         entry = fit_reference(cfg, unit.seed, cache)
-        params["diffusion"] = str(entry.path)
+        params = params.model_copy(update={"diffusion": str(entry.path)})
         if entry.seconds:
             timings.append(_timing(unit, "diffusion", entry.seconds))
     if unit.label == SKYLINE:
@@ -327,7 +328,7 @@ def _evaluate(cfg: ExperimentConfig, data: RunData, unit: Unit, model: Any) -> A
         table.insert(0, "suite", suite_name)
         table.insert(0, "method", unit.label)
         tables.append(table)
-    if cfg.evaluation.online and sweep_budget(unit.label) is None:
+    if cfg.evaluation.online and read_label(unit.label).budget is None:
         tables += _evaluate_online(cfg, unit, model, flat, scores)
     results = pd.concat(tables, ignore_index=True)
     results.insert(1, "seed", unit.seed)
