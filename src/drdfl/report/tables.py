@@ -66,18 +66,26 @@ class SeedTable:
 
     def best(self, exclude: Sequence[str] = (SKYLINE,), digits: int | None = None) -> pd.DataFrame:
         """True where a cell's mean is the lowest of its column among rows not in
-        ``exclude``, within the tie tolerance; nothing is best in a column where every
-        competing row ties or fewer than two rows have a number. With ``digits``, means
-        are compared as shown (rounded), so two cells that read the same tie."""
+        ``exclude`` *and* its whole interval over seeds lies below every other row's mean:
+        a best its seeds separate from the rest. Nothing is best in a column where the
+        lowest two tie (within the tie tolerance; with ``digits``, as shown), where fewer
+        than two rows have a number, or where the best has no interval (one seed)."""
         rows = ~self.mean.index.isin(list(exclude))
         mean = self.mean if digits is None else self.mean.round(digits)
-        ranked = mean[rows]
-        lowest, highest = ranked.min(axis=0), ranked.max(axis=0)
-        scale = ranked.abs().max(axis=0)
-        tol = np.maximum(BEST_ATOL, BEST_RTOL * scale)
-        near = mean.le(lowest + tol, axis=1).to_numpy()
-        distinct = ((highest - lowest > tol) & (ranked.notna().sum(axis=0) >= 2)).to_numpy()
-        mask = near & rows[:, None] & distinct[None, :]
+        ranked, half = mean[rows], self.half[rows]
+        mask = np.zeros(mean.shape, dtype=bool)
+        for j in range(mean.shape[1]):
+            m, h = ranked.iloc[:, j].to_numpy(float), half.iloc[:, j].to_numpy(float)
+            have = np.isfinite(m)
+            if have.sum() < 2:
+                continue
+            order = np.argsort(np.where(have, m, np.inf), kind="stable")
+            first, others = order[0], order[1 : have.sum()]
+            tol = max(BEST_ATOL, BEST_RTOL * float(np.nanmax(np.abs(m))))
+            if m[others[0]] - m[first] <= tol or not np.isfinite(h[first]):
+                continue
+            if m[first] + h[first] < m[others[0]] - tol:
+                mask[np.flatnonzero(rows)[first], j] = True
         return pd.DataFrame(mask, index=self.mean.index, columns=self.mean.columns)
 
     def long(self) -> pd.DataFrame:
