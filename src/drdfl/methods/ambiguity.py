@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -31,9 +31,6 @@ from drdfl.diffusion.segments import random_segments
 from drdfl.diffusion.trajectory import Transitions, trajectory_log_prob
 from drdfl.errors import ConfigError
 from drdfl.schema import StrictModel
-
-if TYPE_CHECKING:
-    from drdfl.methods.threed import ThreeDLearning
 
 #: default path-KL budget, nats per segment slot: the largest of 0.02, 0.05, 0.1 and 0.2
 #: whose adversarial samples a crop discriminator told from real data no better than
@@ -117,7 +114,9 @@ class AmbiguitySet(ABC):
     #: whether each inner maximisation starts at θ₀ when ``restart`` is not given
     default_restart: ClassVar[bool]
 
-    def __init__(self, params: Any, method: ThreeDLearning) -> None:
+    def __init__(self, params: Any, method: Any) -> None:
+        """``method``: the :class:`~drdfl.methods.threed.ThreeDLearning` the set serves (its
+        θ₀, adversary, pool and tails)."""
         self.params = params
         self.method = method
 
@@ -183,7 +182,7 @@ class PathKLSet(AmbiguitySet):
     # the adversary follows the forecaster across epochs
     default_restart = False
 
-    def __init__(self, params: PathKLParams, method: ThreeDLearning) -> None:
+    def __init__(self, params: PathKLParams, method: Any) -> None:
         super().__init__(params, method)
         # The level direction (μ/τ, log(s/τ)): zero is the reference's N(0, τ²).
         self.level = torch.zeros(2, requires_grad=True)
