@@ -32,6 +32,7 @@ from drdfl.report.tables import (
     best_untrained,
     cell,
     ci_frame,
+    column_decimals,
     decimals,
     is_trained,
     is_untrained,
@@ -95,11 +96,12 @@ def table_block(
     :data:`UNTRAINED_MARK`, and that rule in a last row."""
     mean, half = table.mean.to_numpy(dtype=float), table.half.to_numpy(dtype=float)
     n = table.n.fillna(0).to_numpy(dtype=float)
-    digits = decimals(mean)
-    best = table.best(exclude, digits).to_numpy()
+    per_column = column_decimals(table.mean)
+    digits = per_column.to_numpy()
+    best = table.best(exclude, per_column).to_numpy()
     baseline = best_untrained(table)
     loses = (
-        baseline.loses(table, digits).to_numpy()
+        baseline.loses(table, per_column).to_numpy()
         if baseline is not None
         else np.zeros(mean.shape, dtype=bool)
     )
@@ -109,7 +111,7 @@ def table_block(
         if run is not None and flagged(run, label):
             label += f" {GATE_FLAG}"
         cells = [
-            cell(mean[i, j], half[i, j], n[i, j], table.seeds, digits)
+            cell(mean[i, j], half[i, j], n[i, j], table.seeds, int(digits[j]))
             + (f" {UNTRAINED_MARK}" if loses[i, j] else "")
             for j in range(n.shape[1])
         ]
@@ -120,8 +122,8 @@ def table_block(
             [
                 "best untrained",
                 *(
-                    f"{number(v, digits)} ({lab})" if isinstance(lab, str) else NA
-                    for v, lab in zip(baseline.mean, baseline.label, strict=True)
+                    f"{number(v, int(d))} ({lab})" if isinstance(lab, str) else NA
+                    for v, lab, d in zip(baseline.mean, baseline.label, digits, strict=True)
                 ),
             ]
         )
@@ -239,7 +241,6 @@ def verdict(run: RunOutputs) -> list[Block]:
             continue
         table = seed_table(run.results, suite, methods, aggregates=False)
         wide = per_seed(run.results, suite)
-        digits = decimals(table.mean.to_numpy(dtype=float))
         ours = [m for m in trained if read_label(m).offline == read_label("threed")]
         in_dist = run.meta.get("in_distribution")
         rows, wins, separate, tests = [], 0, 0, list(table.mean.columns)
@@ -270,6 +271,8 @@ def verdict(run: RunOutputs) -> list[Block]:
                 wins += diffs[0][1] < 0
                 separate += diffs[0][2] and diffs[0][1] < 0
             name = f"{test} (in distribution)" if test == in_dist else str(test)
+            shown = [lab for lab in (rule, best, three) if lab is not None]
+            digits = decimals(table.mean.loc[shown, test].to_numpy(dtype=float))
             rows.append(
                 [
                     name,
@@ -476,12 +479,13 @@ def regret_intervals(run: RunOutputs, suite: str, methods: Sequence[str]) -> lis
     windows = windows.reindex(index=list(methods), columns=seeds.mean.columns)
     mean, half = seeds.mean.to_numpy(dtype=float), seeds.half.to_numpy(dtype=float)
     w = windows.to_numpy(dtype=float)
-    digits = decimals(mean)
-    best = seeds.best(digits=digits).to_numpy()
+    per_column = column_decimals(seeds.mean)
+    best = seeds.best(digits=per_column).to_numpy()
     table = Table(["method", *map(str, seeds.mean.columns)], [])
     for i, method in enumerate(seeds.mean.index):
         cells = []
         for j in range(mean.shape[1]):
+            digits = int(per_column.iloc[j])
             if not np.isfinite(mean[i, j]):
                 cells.append(NA)
                 continue

@@ -64,11 +64,13 @@ class SeedTable:
     #: columns with no finite value at all, left out of the average and maximum
     dropped: tuple[str, ...] = ()
 
-    def best(self, exclude: Sequence[str] = (SKYLINE,), digits: int | None = None) -> pd.DataFrame:
+    def best(
+        self, exclude: Sequence[str] = (SKYLINE,), digits: pd.Series | None = None
+    ) -> pd.DataFrame:
         """True where a cell's mean is the lowest of its column among rows not in
         ``exclude`` *and* its whole interval over seeds lies below every other row's mean:
         a best its seeds separate from the rest. Nothing is best in a column where the
-        lowest two tie (within the tie tolerance; with ``digits``, as shown), where fewer
+        lowest two tie (within the tie tolerance; with ``digits`` per column, as shown), where fewer
         than two rows have a number, or where the best has no interval (one seed)."""
         rows = ~self.mean.index.isin(list(exclude))
         mean = self.mean if digits is None else self.mean.round(digits)
@@ -158,11 +160,11 @@ class Baseline:
     label: pd.Series
     mean: pd.Series
 
-    def loses(self, table: SeedTable, digits: int | None = None) -> pd.DataFrame:
+    def loses(self, table: SeedTable, digits: pd.Series | None = None) -> pd.DataFrame:
         """True where a trained row's mean is worse than the column's best untrained rule
-        (compared as shown, with ``digits``)."""
+        (compared as shown, with ``digits`` per column)."""
         mean = table.mean if digits is None else table.mean.round(digits)
-        bar = self.mean if digits is None else self.mean.round(digits)
+        bar = self.mean if digits is None else self.mean.to_frame().T.round(digits).iloc[0]
         trained = mean.index.map(is_trained).to_numpy(dtype=bool)
         worse = mean.gt(bar, axis=1) & bar.notna()
         return worse & pd.DataFrame(
@@ -195,6 +197,12 @@ def paired_difference(
     seed (the seeds both have)."""
     a, b = (wide.xs(m, level="method")[column] for m in (first, second))
     return mean_ci((a - b).dropna().to_numpy(dtype=np.float64), level)
+
+
+def column_decimals(mean: pd.DataFrame) -> pd.Series:
+    """Per column, the decimals that give its largest magnitude three significant digits
+    (so a column of small numbers is not rounded to the scale of a large one)."""
+    return pd.Series({c: decimals(mean[c].to_numpy(dtype=float)) for c in mean.columns})
 
 
 def decimals(values: np.ndarray) -> int:
