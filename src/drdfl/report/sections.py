@@ -729,7 +729,8 @@ def adversary(run: RunOutputs) -> list[Block]:
             "`kl_budget` in nats per segment slot; `regret_raise`: the forecaster's regret on "
             "the adversarial tails over θ₀'s tails from the same states and noise; "
             "`disc_acc`/`ref_disc_acc`: a crop discriminator telling the adversarial "
-            "(θ₀'s) tails from real training segments (0.5: alike). Realistic: `disc_acc` at "
+            "(θ₀'s) tails from real training segments (0.5: alike), judged on the epochs "
+            "that ran it (by default once, on the final adversary). Realistic: `disc_acc` at "
             f"most `ref_disc_acc` + {margin:g}, the quality gate's margin."
         )
     )
