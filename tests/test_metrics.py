@@ -109,3 +109,16 @@ def test_mean_ci_student_t():
     assert m == pytest.approx(7 / 3)
     assert half == pytest.approx(stats.t.ppf(0.975, 2) * v.std(ddof=1) / np.sqrt(3))
     assert np.isnan(mean_ci(np.array([1.0]))[1])
+
+
+def test_block_bootstrap_agrees_with_arch_on_autocorrelated_values():
+    from arch.bootstrap import MovingBlockBootstrap
+
+    rng = np.random.default_rng(3)
+    v = np.convolve(rng.gamma(2.0, 1.0, 5000), np.ones(20) / 20, mode="same")
+    lo, hi, block = block_bootstrap_ci(v, n_boot=4000, seed=1)
+    reference = MovingBlockBootstrap(block, v, seed=np.random.default_rng(2))
+    alo, ahi = reference.conf_int(np.mean, reps=4000, method="percentile", size=0.95)
+    assert block > 20  # the automatic block spans the smoothing
+    assert abs((hi - lo) / (ahi[0] - alo[0]) - 1) < 0.08
+    assert abs((lo + hi) / 2 - (alo[0] + ahi[0]) / 2) < 0.1 * (hi - lo)

@@ -201,22 +201,33 @@ def block_bootstrap_ci(
     Consecutive test windows overlap and are autocorrelated, so resampling them one by one
     understates the uncertainty; blocks of consecutive values keep that dependence. The
     block length is Politis & White's (2004) automatic choice for the circular/moving
-    block bootstrap (at least 1). Returns ``(low, high, block_length)``; NaN bounds when
-    fewer than two values are given or any value is not finite, and a zero-width
-    interval for a constant series.
+    block bootstrap (at least 1, from ``arch``). Each of ``n_boot`` resamples joins
+    ``ceil(n / block)`` blocks of consecutive values starting anywhere in the series, cut
+    to ``n`` values; every resample's mean comes from one cumulative sum, all resamples at
+    once. Returns ``(low, high, block_length)``; NaN bounds when fewer than two values are
+    given or any value is not finite, and a zero-width interval for a constant series.
     """
-    from arch.bootstrap import MovingBlockBootstrap, optimal_block_length
+    from arch.bootstrap import optimal_block_length
 
     v = np.asarray(values, dtype=np.float64)
-    if v.shape[0] < 2 or not np.isfinite(v).all():
+    n = v.shape[0]
+    if n < 2 or not np.isfinite(v).all():
         return float("nan"), float("nan"), 0
     if np.ptp(v) == 0:
         return float(v[0]), float(v[0]), 1
     estimate = float(optimal_block_length(v)["circular"].iloc[0])
-    block = int(np.clip(np.ceil(estimate), 1, v.shape[0])) if np.isfinite(estimate) else 1
-    resampler = MovingBlockBootstrap(block, v, seed=np.random.default_rng(seed))
-    low, high = resampler.conf_int(np.mean, reps=n_boot, method="percentile", size=level)
-    return float(low[0]), float(high[0]), block
+    block = int(np.clip(np.ceil(estimate), 1, n)) if np.isfinite(estimate) else 1
+    blocks = -(-n // block)
+    last = n - (blocks - 1) * block  # the last block is cut to what is left
+    starts = np.random.default_rng(seed).integers(0, n - block + 1, size=(n_boot, blocks))
+    total = np.concatenate(([0.0], np.cumsum(v)))
+    lengths = np.full(blocks, block)
+    lengths[-1] = last
+    sums = total[starts + lengths] - total[starts]
+    means = sums.sum(axis=1) / n
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high), block
 
 
 def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
