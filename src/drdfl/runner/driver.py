@@ -28,8 +28,8 @@ from drdfl.runner.store import (
     RESULT_COLUMNS,
     WORST_CASES,
     RunStore,
+    code_state,
     file_fingerprint,
-    git_state,
     naming,
     versions,
 )
@@ -80,7 +80,6 @@ def input_fingerprint(cfg: ExperimentConfig, data: RunData) -> dict[str, Any]:
     """What a run's numbers depend on besides its configuration: the data it read (the
     resolved data directory and a hash of every series), the ``--test`` files (path, size,
     sha256) and the code (version, git commit, local changes)."""
-    from drdfl import __version__
     from drdfl.data.registry import data_dir, resolve
 
     suite = data.suite
@@ -97,7 +96,7 @@ def input_fingerprint(cfg: ExperimentConfig, data: RunData) -> dict[str, Any]:
         "data_dir": str(Path(directory).resolve()) if directory else None,
         "data": series,
         "tests": tests,
-        "code": {"version": __version__, **git_state()},
+        "code": code_state(),
     }
 
 
@@ -296,9 +295,7 @@ class Run:
         """Version, git commit and dirty flag of the code that made the results."""
         if self.fingerprint is not None:
             return dict(self.fingerprint["code"])
-        from drdfl import __version__
-
-        return {"version": __version__, **git_state()}
+        return code_state()
 
     def _references(self) -> dict[int, Any]:
         """Each seed's checked reference-model cache entry (none when no method needs one)."""

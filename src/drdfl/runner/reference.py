@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from drdfl._io import write_json
+from drdfl._version import __version__
 from drdfl.config import DiffusionConfig
 from drdfl.errors import ModelError
 
@@ -52,7 +53,6 @@ class ReferenceEntry:
 
 def _inputs(diffusion: DiffusionConfig, series: np.ndarray, seed: int) -> dict[str, Any]:
     """Everything that decides an entry's weights, as JSON."""
-    from drdfl import __version__
     from drdfl.diffusion.model import get_preset
     from drdfl.diffusion.train import data_fingerprint
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from drdfl._io import atomic_open, write_json, write_text
+from drdfl._version import __version__
 from drdfl.errors import ConfigError, ModelError
 
 #: the record of what a run was started from; its presence marks a directory as ours
@@ -73,13 +74,16 @@ def git_state(*paths: str | Path) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status.strip())}
 
 
+def code_state() -> dict[str, Any]:
+    """The running code's version, git commit and whether it has local changes."""
+    return {"version": __version__, **git_state()}
+
+
 def versions() -> dict[str, Any]:
     """Versions of what produced the numbers, with the git commit and dirty flag."""
     import numpy as np
     import pandas as pd
     import torch
-
-    from drdfl import __version__
 
     return {
         "drdfl": __version__,
@@ -350,6 +354,7 @@ __all__ = [
     "WORST_CASES",
     "OutputDir",
     "RunStore",
+    "code_state",
     "file_fingerprint",
     "git_state",
     "naming",
