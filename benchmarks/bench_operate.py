@@ -44,7 +44,8 @@ READ_SLOTS = 62
 
 
 def _train(directory: Path, method: str, forecaster: str) -> Path:
-    from drdfl.config import DataConfig, TrainConfig
+    from drdfl.config import DataConfig
+    from drdfl.methods.settings import TrainConfig
     from drdfl.runner.steps import build_suite, save_trained, train_model
 
     suite = build_suite(DataConfig(synthetic_days=1.0, lead=LEAD, horizon=HORIZON))

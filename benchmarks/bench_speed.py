@@ -276,11 +276,11 @@ def evaluation(sizes: Sizes) -> dict[str, Any]:
 # ------------------------------------------------------------------------- scaling
 def scaling_length(sizes: Sizes) -> list[dict[str, Any]]:
     """Every stage at ×1, ×4, ×16 the base training length (synthetic workload)."""
-    from drdfl.config import TrainConfig
     from drdfl.data.suites import synthetic_suite
     from drdfl.diffusion.model import get_preset
     from drdfl.diffusion.train import fit_series
     from drdfl.evaluation.suites import evaluate_tests
+    from drdfl.methods.settings import TrainConfig
     from drdfl.runner.steps import train_model
     from drdfl.tasks import get_task
 

@@ -37,11 +37,12 @@ from _common import RESULTS_DIR, Stage, data_dir, machine, repeat
 from torch import nn
 
 from drdfl._io import write_json
-from drdfl.config import DataConfig, TrainConfig, resolve_config
+from drdfl.config import DataConfig, resolve_config
 from drdfl.data.windows import Scaler
 from drdfl.methods.base import TrainingData
 from drdfl.methods.losses import sample_losses
 from drdfl.methods.pto import DFLMethod
+from drdfl.methods.settings import TrainConfig
 from drdfl.models.forecasters import build_forecaster
 from drdfl.runner.steps import build_suite
 from drdfl.seeding import torch_generator

@@ -67,10 +67,10 @@ def test_cli_refuses_cuda_before_any_work(
 def test_library_entry_points_check_the_device(no_cuda: None) -> None:
     from conftest import small_training_data
 
-    from drdfl.config import TrainConfig
     from drdfl.diffusion.model import get_preset
     from drdfl.diffusion.train import fit_series
     from drdfl.methods import get_method
+    from drdfl.methods.settings import TrainConfig
     from drdfl.models.forecasters import build_forecaster
     from drdfl.tasks import get_task
 

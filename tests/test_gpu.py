@@ -63,9 +63,9 @@ def test_sampling_draws_the_same_noise_on_cpu_and_cuda() -> None:
 def test_training_and_scoring_stay_on_cuda() -> None:
     from conftest import small_training_data
 
-    from drdfl.config import TrainConfig
     from drdfl.evaluation.metrics import score_windows
     from drdfl.methods import get_method
+    from drdfl.methods.settings import TrainConfig
     from drdfl.models.forecasters import build_forecaster
     from drdfl.tasks import get_task
 

@@ -10,7 +10,6 @@ import pytest
 import torch
 from conftest import small_training_data, tiny_diffusion
 
-from drdfl.config import TrainConfig
 from drdfl.data.windows import Scaler
 from drdfl.diffusion.model import DiffusionModel, DiffusionModelConfig
 from drdfl.errors import ConfigError, DataError
@@ -24,6 +23,7 @@ from drdfl.methods.augment import (
     moving_mean,
 )
 from drdfl.methods.base import TrainingData
+from drdfl.methods.settings import TrainConfig
 from drdfl.models.forecasters import build_forecaster
 from drdfl.tasks import get_task
 

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from drdfl.config import TrainConfig
 from drdfl.data.synthetic import generate
 from drdfl.data.windows import Scaler, make_windows
 from drdfl.errors import ConfigError
@@ -32,6 +31,7 @@ from drdfl.methods.dro import (
     kl_solve,
 )
 from drdfl.methods.losses import sample_losses
+from drdfl.methods.settings import TrainConfig
 from drdfl.models.forecasters import build_forecaster
 from drdfl.tasks import get_task
 

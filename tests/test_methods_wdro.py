@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import small_training_data
 
-from drdfl.config import TrainConfig
 from drdfl.errors import ConfigError
 from drdfl.methods.base import TrainingData
 from drdfl.methods.losses import sample_losses
+from drdfl.methods.settings import TrainConfig
 from drdfl.methods.wdro import WDROMethod, frank_wolfe_attack
 from drdfl.models.forecasters import build_forecaster
 from drdfl.tasks import get_task

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from drdfl.config import TrainConfig, resolve_config
+from drdfl.config import resolve_config
 from drdfl.data.training import TrainingData
 from drdfl.errors import ConfigError
 from drdfl.evaluation.metrics import score_windows
 from drdfl.methods import get_method
 from drdfl.methods.naive import ALPHA_GRID
+from drdfl.methods.settings import TrainConfig
 from drdfl.models import build_forecaster, forecaster_from_spec, forecaster_spec
 from drdfl.models.naive import AnchoredForecaster, NaiveForecaster, rule_weights
 from drdfl.tasks import get_task

@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 from conftest import run_cli
 
-from drdfl.config import DataConfig, TrainConfig, resolve_config
+from drdfl.config import DataConfig, resolve_config
 from drdfl.data.readers import binned, read_series
 from drdfl.errors import ConfigError, DataError, ModelError
+from drdfl.methods.settings import TrainConfig
 from drdfl.runner.store import OutputDir, RunStore, write_unit
 
 

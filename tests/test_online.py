@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from drdfl.cli import main
-from drdfl.config import TrainConfig
 from drdfl.data.synthetic import generate
 from drdfl.data.training import TrainingData
 from drdfl.data.windows import Windows, make_windows
@@ -24,6 +23,7 @@ from drdfl.evaluation.online import (
     recalibrate,
 )
 from drdfl.methods import get_method
+from drdfl.methods.settings import TrainConfig
 from drdfl.models import build_forecaster
 from drdfl.models.naive import NaiveForecaster
 from drdfl.tasks import get_task

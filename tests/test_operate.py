@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from drdfl.cli import main
-from drdfl.config import DataConfig, TrainConfig
+from drdfl.config import DataConfig
 from drdfl.data.readers import binned
 from drdfl.data.series import Series
 from drdfl.data.synthetic import generate
@@ -29,6 +29,7 @@ from drdfl.evaluation.backtest import (
     matched_headroom,
     with_headroom,
 )
+from drdfl.methods.settings import TrainConfig
 from drdfl.serve import load_planner, read_demand
 from drdfl.tasks import ReplicasTask
 

@@ -15,8 +15,9 @@ import httpx
 import numpy as np
 import pytest
 
-from drdfl.config import DataConfig, TrainConfig
+from drdfl.config import DataConfig
 from drdfl.data.synthetic import generate
+from drdfl.methods.settings import TrainConfig
 from drdfl.serve import load_planner
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from drdfl.config import TrainConfig
 from drdfl.data.windows import Scaler, make_windows
 from drdfl.diffusion.divergence import path_kl
 from drdfl.diffusion.model import get_preset
@@ -20,6 +19,7 @@ from drdfl.methods import TrainingData, get_method
 from drdfl.methods.ambiguity import t_prime_for_noise_level
 from drdfl.methods.reference import reference_model
 from drdfl.methods.registry import METHODS, SHARED_HISTORY
+from drdfl.methods.settings import TrainConfig
 from drdfl.models.forecasters import build_forecaster
 from drdfl.tasks import get_task
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from drdfl.artifacts import TrainedModel, load_model, save_model
-from drdfl.config import TrainConfig
 from drdfl.data.windows import Scaler, make_windows
 from drdfl.errors import ModelError, TrainingError
 from drdfl.methods import DFLMethod, TrainingData, get_method
+from drdfl.methods.settings import TrainConfig
 from drdfl.models.forecasters import build_forecaster
 from drdfl.tasks import get_task
 

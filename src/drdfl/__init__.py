@@ -17,7 +17,7 @@ from drdfl._version import __version__
 # ``import drdfl`` and the command line do not pay for torch, cvxpy and scipy up front.
 _LAZY = {
     "ExperimentConfig": "drdfl.config",
-    "TrainConfig": "drdfl.config",
+    "TrainConfig": "drdfl.methods.settings",
     "resolve_config": "drdfl.config",
     "load_series": "drdfl.data.loading",
     "Series": "drdfl.data.series",
@@ -39,13 +39,14 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from drdfl.config import ExperimentConfig, TrainConfig, resolve_config
+    from drdfl.config import ExperimentConfig, resolve_config
     from drdfl.data.loading import load_series
     from drdfl.data.series import Series
     from drdfl.data.suites import Suite, TestSet, chronological_suite
     from drdfl.errors import ConfigError, DataError, DatasetNotFoundError, DrdflError, ModelError
     from drdfl.evaluation.suites import evaluate_tests
     from drdfl.methods import METHODS, get_method
+    from drdfl.methods.settings import TrainConfig
     from drdfl.models.forecasters import build_forecaster
     from drdfl.runner import run
     from drdfl.tasks import DecisionTask, get_task

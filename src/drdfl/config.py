@@ -15,40 +15,14 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from drdfl.errors import ConfigError
 from drdfl.methods.registry import METHOD_NAMES, METHODS
-from drdfl.schema import NONE, StrictModel, parse_model
-
-#: the largest seed: every generator drdfl seeds (numpy's legacy one included) takes it
-MAX_SEED = 2**32 - 1
-#: a seed of every random choice
-Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
-
-
-class TrainConfig(StrictModel):
-    """How a forecaster is optimised; shared by every method so comparisons are fair."""
-
-    epochs: int = Field(30, ge=1, description="passes over the training distribution")
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
-    weight_decay: float = Field(0.0, ge=0)
-    scheduler: Literal["cosine", "step", "none"] = "cosine"
-    step_size: int = Field(10, ge=1, description="epochs per decay with scheduler='step'")
-    gamma: float = Field(0.5, gt=0, le=1, description="decay factor with scheduler='step'")
-    grad_clip: float | None = Field(1.0, gt=0, description="max gradient norm (None: off)")
-    patience: int | None = Field(
-        8, ge=1, description="early stopping: epochs without validation improvement"
-    )
-    objective: Literal["regret", "decision", "mse"] = Field(
-        "regret", description="per-sample loss: decision regret, raw decision loss, or MSE"
-    )
-    max_val_windows: int = Field(20000, ge=1, description="validation windows scored per epoch")
-    seed: Seed = 0
-    device: str = "cpu"
+from drdfl.methods.settings import TrainConfig
+from drdfl.schema import NONE, Seed, StrictModel, parse_model
 
 
 class DataConfig(StrictModel):

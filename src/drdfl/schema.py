@@ -1,18 +1,23 @@
-"""The base of every validated settings model: strict keys, ``"none"`` as ``None``, and
-errors that name the key's dotted path (a leaf module: every layer may use it)."""
+"""The base of every validated settings model (strict keys, ``"none"`` as ``None``, errors
+that name the key's dotted path) and the range of a seed; a leaf module: every layer may
+use it."""
 
 from __future__ import annotations
 
 import types
 import typing
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from drdfl.errors import ConfigError
 
 #: how ``None`` is written in TOML (which has no null) and in ``--set key=none``
 NONE = "none"
+#: the largest seed: every generator drdfl seeds (numpy's legacy one included) takes it
+MAX_SEED = 2**32 - 1
+#: a seed of every random choice
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 def _allows_none(annotation: Any) -> bool:
@@ -79,4 +84,4 @@ def parse_model(model: type[StrictModel], data: dict, root: str = "") -> StrictM
         raise ConfigError(validation_message(exc, root)) from None
 
 
-__all__ = ["NONE", "StrictModel", "parse_model", "validation_message"]
+__all__ = ["MAX_SEED", "NONE", "Seed", "StrictModel", "parse_model", "validation_message"]

@@ -19,7 +19,7 @@ from drdfl.cli.common import (
     echo_table,
     load_config_file,
 )
-from drdfl.config import MAX_SEED
+from drdfl.schema import MAX_SEED
 
 SUITE_HELP = "synthetic (built-in, no files) | paper | honest"
 # Seconds per training iteration of the reference diffusion presets on one CPU thread

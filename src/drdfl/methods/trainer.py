@@ -20,12 +20,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from drdfl.config import TrainConfig
 from drdfl.device import resolve_device
 from drdfl.errors import TrainingError
 from drdfl.methods.base import FitResult, Method, TrainingData
 from drdfl.methods.losses import sample_losses
 from drdfl.methods.naive import calibrate_anchor
+from drdfl.methods.settings import TrainConfig
 from drdfl.schema import StrictModel
 from drdfl.seeding import torch_generator
 from drdfl.tasks.base import DecisionTask

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from drdfl.artifacts import TrainedModel, data_config, load_array, load_model, save_model
-from drdfl.config import DataConfig, ExperimentConfig, TrainConfig
+from drdfl.config import DataConfig, ExperimentConfig
 from drdfl.data.windows import Scaler
 from drdfl.errors import ConfigError
 from drdfl.evaluation.suites import (
@@ -30,6 +30,7 @@ from drdfl.evaluation.suites import (
 )
 from drdfl.methods.base import FitResult
 from drdfl.methods.registry import get_spec
+from drdfl.methods.settings import TrainConfig
 from drdfl.models.forecasters import build_forecaster
 from drdfl.schema import StrictModel
 from drdfl.tasks import get_task
