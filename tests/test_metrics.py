@@ -3,11 +3,10 @@ import pytest
 from scipy import stats
 from scipy.signal import lfilter
 
+from drdfl.evaluation.intervals import block_bootstrap_ci, mean_ci
 from drdfl.evaluation.metrics import (
     WindowScores,
-    block_bootstrap_ci,
     cvar,
-    mean_ci,
     paper_normalized_regret,
     ratio_normalized_regret,
     summarize,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from scipy import stats
 from drdfl.errors import DataError
 from drdfl.methods.labels import history_columns
 from drdfl.methods.registry import REGISTRY, SHARED_HISTORY
+from drdfl.records import Criterion, GateResult, quality_path
 from drdfl.report import load_run, summary_text, write_report
 
 TESTS = ["chat (test)", "code", "chat→code"]
@@ -351,41 +354,23 @@ def test_declared_columns_a_method_did_not_write_are_named(tmp_path):
 
 def test_failed_quality_gate_is_shown_and_flags_methods_using_the_reference(tmp_path):
     write_run(tmp_path)
-    gate = {
-        "status": "failed",
-        "sampler": "ddpm",
-        "criteria": [
-            {
-                "name": "std_segment_means",
-                "value": 0.24,
-                "reference": 0.16,
-                "tolerance": 0.016,
-                "passed": False,
-                "low": 0.135,
-                "high": 0.176,
-            },
-            {  # a record from before the bounds were saved: reference ± tolerance
-                "name": "discriminator",
-                "value": 0.6,
-                "reference": 0.58,
-                "tolerance": 0.05,
-                "passed": True,
-            },
-        ],
-    }
-    (tmp_path / "reference" / "s1").mkdir(parents=True)
-    (tmp_path / "reference" / "s1" / "quality.json").write_text(json.dumps(gate))
-    (tmp_path / "reference" / "s0").mkdir(parents=True)
-    (tmp_path / "reference" / "s0" / "quality.json").write_text(
-        json.dumps({"status": "unjudged", "reason": "the file is a tiled copy"})
-    )
+    criteria = [
+        Criterion("std_segment_means", 0.24, 0.16, 0.016, False, 0.135, 0.176),
+        Criterion("discriminator", 0.6, 0.58, 0.05, True, 0.0, 0.63),
+    ]
+    failed = GateResult("failed", criteria, {}, "ddpm", None, {}, {})
+    unjudged = GateResult("unjudged", [], {}, "ddpm", None, {}, {}, "the file is a tiled copy")
+    for seed, gate in ((1, failed), (0, unjudged)):
+        quality_path(tmp_path, seed).parent.mkdir(parents=True)
+        quality_path(tmp_path, seed).write_text(json.dumps(gate.to_dict()))
     write_report(tmp_path)
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     section = md.split("## Reference model quality gate")[1].split("\n## ")[0].replace("\\", "")
     row = "| 1 | failed (ddpm) | std_segment_means | 0.24 | 0.16 | 0.135 – 0.176 | **no** |"
     assert row in section
-    assert "|  |  | discriminator | 0.6 | 0.58 | 0.53 – 0.63 | yes |" in section
+    assert "|  |  | discriminator | 0.6 | 0.58 | 0 – 0.63 | yes |" in section
     assert "Accepted: the range the generated value must fall in." in section
+    assert "unjudged (ddpm) | the file is a tiled copy" in section
     assert "Seed 0: not judged — the file is a tiled copy." in section
     assert "failed its gate for seed(s) 1" in section and "(`threed`, `threed-mse`" in section
     table = parse_table(md, MAIN)
@@ -650,3 +635,31 @@ def test_adversary_section_judges_realism_on_the_last_epochs(tmp_path):
     # 0.62 − 0.53 exceeds the gate's 0.05 margin: flagged in bold and named below
     assert table["threed@0.04"]["realistic"] == ("no", True)
     assert "**The adversarial set of `threed@0.04` is not realistic**" in md
+
+
+def test_the_report_loads_no_torch(tmp_path):
+    """A report reads files only: rendering one in a fresh interpreter loads neither torch
+    nor cvxpy, and the method registry and its labels stay torch-free too."""
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from tests.test_report import write_run\n"
+        "from drdfl.report import summary_text, write_report\n"
+        f"out = Path({str(tmp_path)!r})\n"
+        "write_run(out)\n"
+        "write_report(out)\n"
+        "assert summary_text(out)\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    loaded = set(done.stdout.split())
+    assert {"drdfl.report.adversary", "drdfl.methods.labels", "drdfl.methods.registry"} <= loaded
+    assert (tmp_path / "report.md").is_file()
+    assert not {m.split(".")[0] for m in loaded} & {"torch", "cvxpy", "cvxpylayers"}

@@ -216,15 +216,10 @@ def evaluate(
     from drdfl.cli.common import echo_table
     from drdfl.data.loading import load_series
     from drdfl.diffusion.model import DiffusionModel
-    from drdfl.diffusion.quality import (
-        GateConfig,
-        QualityGate,
-        gate_split,
-        model_floor,
-        quality_report,
-    )
+    from drdfl.diffusion.quality import QualityGate, gate_split, model_floor, quality_report
     from drdfl.diffusion.samplers import get_sampler
     from drdfl.diffusion.train import TRAIN_VALUES_FILE
+    from drdfl.diffusion.verdict import GateConfig
     from drdfl.seeding import torch_generator
 
     if n is not None and n <= 0:

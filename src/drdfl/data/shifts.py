@@ -185,6 +185,8 @@ CORRUPTIONS: dict[str, Corruption] = {
     "level": lambda x, s, rng: level_shift(x, s * _peak(_series(x))),
     "scale": lambda x, s, rng: scale_shift(x, 1.0 + s),
 }
+#: The paper's Fig. 2 corruption levels (fraction of the series maximum / probability).
+PAPER_CORRUPTIONS = {"gaussian": 0.10, "perlin": 0.05, "cutout": 0.005}
 
 
 def apply_corruption(name: str, x: np.ndarray, severity: float, seed: int) -> np.ndarray:

@@ -19,15 +19,13 @@ from typing import Any
 import numpy as np
 
 from drdfl.data.series import Series, check_scalable
-from drdfl.data.shifts import apply_corruption, wasserstein_marginal
+from drdfl.data.shifts import PAPER_CORRUPTIONS, apply_corruption, wasserstein_marginal
 from drdfl.data.training import TrainingData
 from drdfl.data.windows import Scaler, Windows, make_windows, split_series
 from drdfl.errors import ConfigError
+from drdfl.records import corruption_name
 
 SUITES = ("synthetic", "paper", "honest")
-
-#: The paper's Fig. 2 corruption levels (fraction of the series maximum / probability).
-PAPER_CORRUPTIONS = {"gaussian": 0.10, "perlin": 0.05, "cutout": 0.005}
 
 
 @dataclass
@@ -321,7 +319,7 @@ def _paper_corruptions(
     for kind, level in PAPER_CORRUPTIONS.items():
         for k, sev in enumerate(sorted({1.0, *severities})):
             noisy = paper_corrupt(u, kind, level * sev, seed + k)  # type: ignore[arg-type]
-            name = f"{kind} {level * sev:.3g}"
+            name = corruption_name(kind, level * sev)
             windows = paper_windows(paper_rows(noisy), window, horizon, name=name, lead=lead)
             series = Series(base.scaler.inverse_transform(noisy), name, base.series.interval_s)
             tests.append(
@@ -355,7 +353,7 @@ def corruption_tests(
     for kind, level in PAPER_CORRUPTIONS.items():
         for k, sev in enumerate(sorted({1.0, *severities})):
             values = apply_corruption(kind, base.series.values, level * sev, seed + k)
-            name = f"{kind} {level * sev:.3g}"
+            name = corruption_name(kind, level * sev)
             series = Series(values, name, base.series.interval_s, base.series.unit)
             tests.append(
                 make_test_set(

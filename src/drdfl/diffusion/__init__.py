@@ -35,7 +35,7 @@ from drdfl.diffusion.segments import cut_segments, random_segments, segments_to_
 from drdfl.diffusion.train import TrainResult, fit_series, train_diffusion
 from drdfl.diffusion.trajectory import log_ratio, step_log_probs, trajectory_log_prob
 from drdfl.diffusion.transitions import Transitions
-from drdfl.diffusion.verdict import GateConfig, GateResult
+from drdfl.diffusion.verdict import GateConfig
 
 __all__ = [
     "PRESETS",
@@ -43,7 +43,6 @@ __all__ = [
     "DiffusionModelConfig",
     "DiffusionTrainConfig",
     "GateConfig",
-    "GateResult",
     "NoiseSchedule",
     "QualityGate",
     "SampleResult",

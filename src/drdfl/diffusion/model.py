@@ -32,9 +32,10 @@ from drdfl.data.windows import Scaler
 from drdfl.diffusion.samplers import Sampler, get_sampler, run_reverse
 from drdfl.diffusion.schedule import NoiseSchedule
 from drdfl.diffusion.transitions import Transitions
-from drdfl.diffusion.verdict import GateConfig, GateResult
+from drdfl.diffusion.verdict import GateConfig
 from drdfl.errors import ConfigError, ModelError
 from drdfl.models.denoiser import SegmentDenoiser
+from drdfl.records import GateResult
 from drdfl.schema import StrictModel, parse_model
 from drdfl.seeding import randn, torch_generator
 
@@ -295,7 +296,7 @@ class DiffusionModel(nn.Module):
     def quality(self) -> GateResult | None:
         """The quality-gate verdict recorded when the model was fitted (``None``: no gate)."""
         record = self.meta.get("quality")
-        return None if record is None else GateResult.from_dict(record)
+        return None if record is None else _verdict(record)
 
     def eps(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Predicted noise for model-space ``x_t [B, L]`` at timesteps ``t [B]``."""
@@ -475,7 +476,14 @@ def read_quality(directory: str | Path) -> GateResult | None:
     """The quality-gate verdict saved with the diffusion model in ``directory`` (read from
     its ``config.json``, without loading weights); ``None`` when it was fitted ungated."""
     quality = (_record(directory).get("meta") or {}).get("quality")
-    return None if quality is None else GateResult.from_dict(quality)
+    return None if quality is None else _verdict(quality)
+
+
+def _verdict(record: Any) -> GateResult:
+    try:
+        return GateResult.from_dict(record)
+    except ValueError as exc:
+        raise ModelError(f"quality record is malformed ({exc})") from None
 
 
 def read_payload(path: Path) -> dict[str, Any]:

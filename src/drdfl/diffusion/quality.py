@@ -29,8 +29,9 @@ from torch import nn
 
 from drdfl.data.shifts import wasserstein_marginal
 from drdfl.diffusion.segments import check_series, cut_segments
-from drdfl.diffusion.verdict import _FRACTIONS, STATISTICS, Criterion, GateConfig, GateResult
+from drdfl.diffusion.verdict import _FRACTIONS, STATISTICS, GateConfig
 from drdfl.errors import ConfigError, DataError
+from drdfl.records import Criterion, GateResult
 from drdfl.seeding import numpy_rng, torch_generator
 
 if TYPE_CHECKING:

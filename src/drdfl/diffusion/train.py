@@ -31,8 +31,8 @@ from drdfl.diffusion.model import DiffusionModel, DiffusionModelConfig, Diffusio
 from drdfl.diffusion.model import check_config as check_model_config
 from drdfl.diffusion.quality import QualityGate, gate_split, model_floor
 from drdfl.diffusion.segments import check_series
-from drdfl.diffusion.verdict import GateResult
 from drdfl.errors import ModelError, TrainingError
+from drdfl.records import GateResult
 from drdfl.schema import parse_model
 from drdfl.seeding import numpy_rng, torch_generator
 

@@ -1,14 +1,14 @@
-"""The reference-model quality gate's settings and verdict (plain data: the model saves
-the verdict, :mod:`drdfl.diffusion.quality` computes it)."""
+"""The reference-model quality gate's settings (plain data: the model's presets hold them,
+:mod:`drdfl.diffusion.quality` judges with them; the verdict is
+:class:`drdfl.records.GateResult`)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 
-from drdfl.errors import ModelError
+from drdfl.records import DISC_MARGIN
 from drdfl.schema import StrictModel
 
 #: The statistics the gate compares, in report order: std of segment means, fraction of
@@ -32,7 +32,9 @@ class GateConfig(StrictModel):
         0.01, ge=0, description="absolute tolerance of the fractions (below min, at floor)"
     )
     disc_margin: float = Field(
-        0.05, ge=0, description="allowed excess of the generated-vs-real discriminator accuracy"
+        DISC_MARGIN,
+        ge=0,
+        description="allowed excess of the generated-vs-real discriminator accuracy",
     )
     n_generated: int = Field(256, ge=16, description="segments drawn for each check")
     n_crops: int = Field(256, ge=256, description="random overlapping real crops per class")
@@ -61,81 +63,4 @@ class GateConfig(StrictModel):
     )
 
 
-@dataclass(frozen=True)
-class Criterion:
-    """One pass/fail check: ``value`` must lie in ``[low, high]``. ``reference`` is the
-    held-out value (for the discriminator, its held-out-vs-fit accuracy) and ``tolerance``
-    the gate's allowance there."""
-
-    name: str
-    value: float
-    reference: float
-    tolerance: float
-    passed: bool
-    low: float
-    high: float
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Criterion:
-        """Rebuild a saved criterion; one saved without its bounds (before they were kept)
-        gets ``reference ± tolerance``."""
-        bounds = {"low": d["reference"] - d["tolerance"], "high": d["reference"] + d["tolerance"]}
-        return cls(**{**bounds, **d})
-
-
-@dataclass(frozen=True)
-class GateResult:
-    """The verdict on a reference model, with every figure it rests on."""
-
-    status: Literal["passed", "failed", "unjudged"]
-    criteria: list[Criterion]
-    figures: dict[str, dict[str, float]]
-    """Statistics of the ``generated``, ``heldout`` and ``fit`` sets, and discriminator
-    accuracies (``discriminator``: generated vs held-out, ``calibration``: held-out vs
-    fit)."""
-    sampler: str
-    steps: int | None
-    split: dict[str, Any]
-    config: dict[str, Any]
-    reason: str | None = None
-    iteration: int | None = None
-
-    @property
-    def passed(self) -> bool:
-        return self.status == "passed"
-
-    @property
-    def failures(self) -> list[str]:
-        return [c.name for c in self.criteria if not c.passed]
-
-    def summary(self) -> str:
-        """One line: the verdict and the criteria that failed, or why it was not judged."""
-        if self.status == "unjudged":
-            return f"quality gate not judged: {self.reason}"
-        if self.passed:
-            return f"quality gate passed ({self.sampler})"
-        return f"quality gate failed ({self.sampler}): {', '.join(self.failures)}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GateResult:
-        """Rebuild from :meth:`to_dict` output (e.g. a saved model's meta)."""
-        try:
-            return cls(
-                status=d["status"],
-                criteria=[Criterion.from_dict(c) for c in d["criteria"]],
-                figures=d["figures"],
-                sampler=d["sampler"],
-                steps=d["steps"],
-                split=d["split"],
-                config=d["config"],
-                reason=d.get("reason"),
-                iteration=d.get("iteration"),
-            )
-        except (KeyError, TypeError) as exc:
-            raise ModelError(f"quality record is malformed ({exc})") from None
-
-
-__all__ = ["STATISTICS", "Criterion", "GateConfig", "GateResult"]
+__all__ = ["STATISTICS", "GateConfig"]

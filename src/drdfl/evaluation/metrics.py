@@ -14,10 +14,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 from torch import nn
 
 from drdfl.data.windows import Scaler, Windows
+from drdfl.evaluation.intervals import block_bootstrap_ci
 from drdfl.tasks.base import DecisionTask
 
 
@@ -193,63 +193,15 @@ def cvar(values: np.ndarray, alpha: float = 0.9) -> float:
     return float(v[:k].mean())
 
 
-def block_bootstrap_ci(
-    values: np.ndarray, level: float = 0.95, n_boot: int = 1000, seed: int = 0
-) -> tuple[float, float, int]:
-    """Moving-block bootstrap percentile interval of the mean of a serially dependent series.
-
-    Consecutive test windows overlap and are autocorrelated, so resampling them one by one
-    understates the uncertainty; blocks of consecutive values keep that dependence. The
-    block length is Politis & White's (2004) automatic choice for the circular/moving
-    block bootstrap (at least 1, from ``arch``). Each of ``n_boot`` resamples joins
-    ``ceil(n / block)`` blocks of consecutive values starting anywhere in the series, cut
-    to ``n`` values; every resample's mean comes from one cumulative sum, all resamples at
-    once. Returns ``(low, high, block_length)``; NaN bounds when fewer than two values are
-    given or any value is not finite, and a zero-width interval for a constant series.
-    """
-    from arch.bootstrap import optimal_block_length
-
-    v = np.asarray(values, dtype=np.float64)
-    n = v.shape[0]
-    if n < 2 or not np.isfinite(v).all():
-        return float("nan"), float("nan"), 0
-    if np.ptp(v) == 0:
-        return float(v[0]), float(v[0]), 1
-    estimate = float(optimal_block_length(v)["circular"].iloc[0])
-    block = int(np.clip(np.ceil(estimate), 1, n)) if np.isfinite(estimate) else 1
-    blocks = -(-n // block)
-    last = n - (blocks - 1) * block  # the last block is cut to what is left
-    starts = np.random.default_rng(seed).integers(0, n - block + 1, size=(n_boot, blocks))
-    total = np.concatenate(([0.0], np.cumsum(v)))
-    lengths = np.full(blocks, block)
-    lengths[-1] = last
-    sums = total[starts + lengths] - total[starts]
-    means = sums.sum(axis=1) / n
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high), block
-
-
-def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Mean and half-width of the Student-t confidence interval (e.g. over seeds)."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.shape[0] == 0:
-        return float("nan"), float("nan")
-    if v.shape[0] == 1:
-        return float(v[0]), float("nan")
-    half = stats.t.ppf((1 + level) / 2, v.shape[0] - 1) * v.std(ddof=1) / np.sqrt(v.shape[0])
-    return float(v.mean()), float(half)
-
-
 def summarize(
     scores: WindowScores, alpha: float = 0.9, batch: int = 64, n_boot: int = 1000, seed: int = 0
 ) -> dict[str, float]:
     """The standard metrics of one test set, as ``metric -> value``.
 
     ``regret_ci_low``/``regret_ci_high`` bound the mean regret over this test set's
-    windows (moving-block bootstrap, :func:`block_bootstrap_ci`); they say how much the
-    finite, autocorrelated test set moves the mean, not how much training varies.
+    windows (moving-block bootstrap, :func:`~drdfl.evaluation.intervals.block_bootstrap_ci`);
+    they say how much the finite, autocorrelated test set moves the mean, not how much
+    training varies.
     """
     lo, hi, block = block_bootstrap_ci(scores.regret, n_boot=n_boot, seed=seed)
     normalized = paper_normalized_regret(scores.regret, scores.optimal_cost, batch)

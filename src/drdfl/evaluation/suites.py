@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from drdfl.data.suites import (
-    PAPER_CORRUPTIONS,
     PAPER_TESTS,
     SUITES,
     Suite,
@@ -30,7 +29,6 @@ from drdfl.evaluation.metrics import WindowScores, score_windows, summarize
 from drdfl.tasks.base import DecisionTask
 
 __all__ = [
-    "PAPER_CORRUPTIONS",
     "PAPER_TESTS",
     "SUITES",
     "Suite",

@@ -1,9 +1,10 @@
 """The report of a finished run, built only from the files in its output directory.
 
 :func:`write_report` reads the run (:mod:`drdfl.report.outputs`, which refuses an
-incomplete one), builds the sections (:mod:`drdfl.report.sections`), renders them once
-as Markdown and makes the HTML from that Markdown (:mod:`drdfl.report.render`).
-:func:`summary_text` is the main table for a terminal.
+incomplete one), builds the sections (one module per theme: overview, verdict, regret,
+robustness, adversary, training, and the backtest in operate), renders them once as
+Markdown and makes the HTML from that Markdown (:mod:`drdfl.report.render`).
+:func:`summary_text` is the main table for a terminal. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -25,10 +26,16 @@ def write_report(out_dir: str | Path, title: str | None = None) -> dict[str, Pat
     the outputs are unreadable or incomplete. Returns every written file keyed by its
     path relative to ``out_dir``.
     """
-    from drdfl.report import sections
+    from drdfl.report.adversary import adversary, samples
+    from drdfl.report.blocks import FigureWriter
     from drdfl.report.operate import backtest_section
+    from drdfl.report.overview import notes, overview, quality_gate, test_sets
+    from drdfl.report.regret import main_tables, skyline
     from drdfl.report.render import html_page, markdown
+    from drdfl.report.robustness import ablation, budget, corruptions
     from drdfl.report.tables import main_suites
+    from drdfl.report.training import training, wall_time
+    from drdfl.report.verdict import verdict
 
     run = load_run(out_dir)
     out = run.out_dir
@@ -36,23 +43,23 @@ def write_report(out_dir: str | Path, title: str | None = None) -> dict[str, Pat
     title = title or ("drdfl report" + (f": {profile} profile" if profile else ""))
     suites = main_suites(run.results)
     suite = suites[0] if suites else None
-    figs = sections.FigureWriter(out)
+    figs = FigureWriter(out)
     blocks = [
-        *sections.overview(run, title),
-        *sections.verdict(run),
-        *sections.quality_gate(run),
-        *sections.test_sets(run),
-        *sections.main_tables(run),
-        *sections.skyline(run),
+        *overview(run, title),
+        *verdict(run),
+        *quality_gate(run),
+        *test_sets(run),
+        *main_tables(run),
+        *skyline(run),
         *backtest_section(out, figs.png),
-        *sections.corruptions(run, figs),
-        *sections.ablation(run, figs, suite),
-        *sections.budget(run, figs, suite),
-        *sections.adversary(run),
-        *sections.samples(run, figs),
-        *sections.training(run, figs),
-        *sections.wall_time(run, figs),
-        *sections.notes(run),
+        *corruptions(run, figs),
+        *ablation(run, figs, suite),
+        *budget(run, figs, suite),
+        *adversary(run),
+        *samples(run, figs),
+        *training(run, figs),
+        *wall_time(run, figs),
+        *notes(run),
     ]
     text = markdown(blocks)
     write_text(out / "report.md", text)
@@ -68,7 +75,7 @@ def summary_text(out_dir: str | Path) -> str:
     rule (the last line). Runs scored online get a second table.
     """
     from drdfl.methods.labels import ONLINE_SUFFIX
-    from drdfl.report.sections import table_block
+    from drdfl.report.blocks import table_block
     from drdfl.report.tables import is_untrained, main_suites, plot_methods, seed_table
 
     run = load_run(out_dir)

@@ -1,25 +1,5 @@
-"""Reading a run's output directory, and refusing one that is incomplete.
-
-Inputs (``OUT`` is the run's output directory; only ``results.csv`` is required):
-
-* ``results.csv``: tidy ``method, seed, suite, test_set, metric, value``;
-* ``histories.csv``: ``method, seed, epoch`` plus the per-epoch columns of
-  :data:`~drdfl.methods.registry.SHARED_HISTORY` and of each method's registry entry;
-* ``timings.csv``: ``method, seed, stage, seconds``;
-* ``samples.npz``: segments ``[n, L]`` named ``real``, ``generated``, ``worst_case``
-  (the adversary on) and ``worst_case_off`` (the same draw with the adversary off);
-* ``results.json``: ``profile``, ``config`` (the resolved configuration), ``notes``,
-  ``versions``, optionally ``units`` (the planned ``{"label", "seed"}`` pairs) and
-  ``results`` (the rows of ``results.csv``, used to detect a truncated copy);
-* ``failed.json`` (or ``results.json``'s ``failed``): units that failed or did not run,
-  as ``<label>-s<seed>`` names or ``{"trial": ...}`` records; they are listed, not required;
-* ``config.toml``: the resolved configuration (shown; its ``methods`` and ``seeds`` are
-  the expected grid when ``results.json`` has no ``config``);
-* ``reference/s<seed>/quality.json``: the quality gate of the seed's reference diffusion
-  model, ``{"status": "passed"|"failed"|"unjudged", "criteria": [{"name", "value",
-  "reference", "tolerance", "passed", "low", "high"}], "reason", "sampler", ...}`` (the
-  accepted bounds ``low``, ``high`` are optional: ``reference ± tolerance`` without them).
-"""
+"""Reading a run's output directory (the files :mod:`drdfl.records` describes), and
+refusing one that is incomplete."""
 
 from __future__ import annotations
 
@@ -36,44 +16,25 @@ import numpy as np
 import pandas as pd
 
 from drdfl.errors import DataError
+from drdfl.records import (
+    CONFIG_FILE,
+    FAILED_FILE,
+    HISTORIES_FILE,
+    HISTORY_KEYS,
+    QUALITY_FILE,
+    RECORD_FILE,
+    REFERENCE_DIR,
+    RESULT_COLUMNS,
+    RESULTS_FILE,
+    SAMPLE_SETS,
+    SAMPLES_FILE,
+    TIMING_COLUMNS,
+    TIMINGS_FILE,
+    GateResult,
+    unit_key,
+)
 
-RESULTS_COLUMNS = ("method", "seed", "suite", "test_set", "metric", "value")
-_HISTORIES = ("method", "seed", "epoch")
-_TIMINGS = ("method", "seed", "stage", "seconds")
-#: arrays of ``samples.npz`` the report shows, with what each holds
-SAMPLE_SETS = {
-    "real": "real normalized training segments",
-    "generated": "segments of the reference diffusion model θ₀",
-    "worst_case": "3D-Learning's worst cases (adversary on)",
-    "worst_case_off": "the same draw with the adversary off (θ₀'s tails)",
-}
-GATE_STATUSES = ("passed", "failed", "unjudged")
 _REBUILD = "`drdfl run --resume` with the run's configuration rebuilds it from the units"
-
-
-@dataclass(frozen=True)
-class GateCriterion:
-    """One check of the reference-model quality gate, as saved (read without torch): the
-    generated ``value`` must lie in ``[low, high]``."""
-
-    name: str
-    value: float
-    reference: float
-    tolerance: float
-    passed: bool
-    low: float
-    high: float
-
-
-@dataclass(frozen=True)
-class QualityGate:
-    """The quality-gate verdict on one seed's reference diffusion model."""
-
-    seed: int
-    status: str
-    criteria: tuple[GateCriterion, ...] = ()
-    reason: str | None = None
-    sampler: str | None = None
 
 
 @dataclass
@@ -87,7 +48,7 @@ class RunOutputs:
     samples: dict[str, np.ndarray] = field(default_factory=dict)
     config_text: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
-    gates: dict[int, QualityGate] = field(default_factory=dict)
+    gates: dict[int, GateResult] = field(default_factory=dict)
     #: ``failed.json``: units that failed or did not run
     failed: list[Any] = field(default_factory=list)
 
@@ -164,55 +125,28 @@ def _read_json(path: Path) -> Any:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
 
 
-def _read_gate(path: Path, seed: int) -> QualityGate:
-    data = _read_json(path)
-    status = data.get("status") if isinstance(data, dict) else None
-    if status not in GATE_STATUSES:
-        raise DataError(f"{path}: 'status' is {status!r}, expected one of {GATE_STATUSES}")
-    criteria = []
-    for k, item in enumerate(data.get("criteria") or []):
-        try:
-            reference, tolerance = float(item["reference"]), float(item["tolerance"])
-            criteria.append(
-                GateCriterion(
-                    str(item["name"]),
-                    float(item["value"]),
-                    reference,
-                    tolerance,
-                    bool(item["passed"]),
-                    float(item.get("low", reference - tolerance)),
-                    float(item.get("high", reference + tolerance)),
-                )
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(
-                f"{path}: criteria[{k}] is malformed ({exc}); expected name, value, "
-                "reference, tolerance, passed"
-            ) from None
-    reason, sampler = data.get("reason"), data.get("sampler")
-    return QualityGate(
-        seed,
-        status,
-        tuple(criteria),
-        str(reason) if reason else None,
-        str(sampler) if sampler else None,
-    )
+def _read_gate(path: Path) -> GateResult:
+    record = _read_json(path)
+    try:
+        return GateResult.from_dict(record)
+    except ValueError as exc:
+        raise DataError(f"{path}: {exc}") from None
 
 
-def _read_gates(out: Path) -> dict[int, QualityGate]:
+def _read_gates(out: Path) -> dict[int, GateResult]:
     gates = {}
-    for path in sorted((out / "reference").glob("s*/quality.json")):
+    for path in sorted((out / REFERENCE_DIR).glob(f"s*/{QUALITY_FILE}")):
         name = path.parent.name[1:]
         if not name.isdigit():
             raise DataError(f"{path}: folder {path.parent.name!r} is not s<seed>")
-        gates[int(name)] = _read_gate(path, int(name))
+        gates[int(name)] = _read_gate(path)
     return dict(sorted(gates.items()))
 
 
 def failed_units(run: RunOutputs) -> list[str]:
-    """Units the run reports as failed or not run, as ``<label>-s<seed>``: ``results.json``'s
-    ``failed`` and ``failed.json`` (names, or records with a ``trial`` name whose last
-    ``/``-part is the unit)."""
+    """Units the run reports as failed or not run, as their :func:`~drdfl.records.unit_key`:
+    ``results.json``'s ``failed`` and ``failed.json`` (names, or records with a ``trial``
+    name whose last ``/``-part is the unit)."""
     names = []
     for entry in [*(run.meta.get("failed") or []), *run.failed]:
         name = entry.get("trial") if isinstance(entry, dict) else entry
@@ -226,7 +160,7 @@ def expected_grid(run: RunOutputs) -> tuple[list[tuple[str, int]], str]:
 
     ``results.json``'s ``units`` when present; else, for a single run, every configured
     method for every configured seed (``results.json``'s ``config`` or ``config.toml``);
-    either way except the units listed in ``failed`` (as ``<label>-s<seed>``); else
+    either way except the units listed as failed; else
     nothing (a sweep's combined results name their points in ``points``).
     """
     failed = set(failed_units(run))
@@ -234,10 +168,10 @@ def expected_grid(run: RunOutputs) -> tuple[list[tuple[str, int]], str]:
     if isinstance(units, list):
         try:
             planned = [(str(u["label"]), int(u["seed"])) for u in units]
-            return [u for u in planned if f"{u[0]}-s{u[1]}" not in failed], "results.json units"
+            return [u for u in planned if unit_key(*u) not in failed], "results.json units"
         except (KeyError, TypeError, ValueError):
             raise DataError(
-                f"{run.out_dir / 'results.json'}: 'units' must be a list of "
+                f"{run.out_dir / RECORD_FILE}: 'units' must be a list of "
                 '{"label": ..., "seed": ...}'
             ) from None
     if "points" in run.meta:
@@ -248,14 +182,15 @@ def expected_grid(run: RunOutputs) -> tuple[list[tuple[str, int]], str]:
         try:
             config = tomllib.loads(run.config_text)
         except tomllib.TOMLDecodeError as exc:
-            raise DataError(f"{run.out_dir / 'config.toml'}: not valid TOML ({exc})") from None
+            raise DataError(f"{run.out_dir / CONFIG_FILE}: not valid TOML ({exc})") from None
         source = "config.toml"
     if not isinstance(config, dict):
         return [], "nothing (no results.json config, no config.toml)"
     methods, seeds = config.get("methods"), config.get("seeds")
     if not isinstance(methods, list) or not isinstance(seeds, list):
         return [], f"nothing ({source} lacks methods or seeds)"
-    return [(str(m), int(s)) for s in seeds for m in methods if f"{m}-s{s}" not in failed], source
+    planned = [(str(m), int(s)) for s in seeds for m in methods]
+    return [u for u in planned if unit_key(*u) not in failed], source
 
 
 def check_complete(run: RunOutputs) -> None:
@@ -267,7 +202,7 @@ def check_complete(run: RunOutputs) -> None:
     present) has no more rows than ``results.csv``.
     """
     r = run.results
-    path = run.out_dir / "results.csv"
+    path = run.out_dir / RESULTS_FILE
     recorded = run.meta.get("results")
     if isinstance(recorded, list) and len(recorded) > len(r):
         raise DataError(
@@ -300,7 +235,7 @@ def check_complete(run: RunOutputs) -> None:
     seeds = set(r["seed"])
     failed = set(failed_units(run))
     for method, part in r.groupby("method", sort=False):
-        missing = sorted(s for s in seeds - set(part["seed"]) if f"{method}-s{s}" not in failed)
+        missing = sorted(s for s in seeds - set(part["seed"]) if unit_key(method, s) not in failed)
         if missing:
             raise DataError(
                 f"{path}: method {method!r} has no results for seed(s) "
@@ -311,14 +246,14 @@ def check_complete(run: RunOutputs) -> None:
 def load_run(out_dir: str | Path) -> RunOutputs:
     """Read and check a run's output directory; raise :class:`DataError` on any gap."""
     out = Path(out_dir)
-    path = out / "results.csv"
+    path = out / RESULTS_FILE
     if not path.is_file():
         hint = f"; {_REBUILD}" if (out / "units").is_dir() else ""
         raise DataError(f"{path}: not found; a report needs the results of a finished run{hint}")
-    results = _read_csv(path, RESULTS_COLUMNS, ("method", "suite", "test_set", "metric"))
+    results = _read_csv(path, RESULT_COLUMNS, ("method", "suite", "test_set", "metric"))
     if results.empty:
         raise DataError(f"{path}: no rows")
-    keys = list(RESULTS_COLUMNS[:-1])
+    keys = list(RESULT_COLUMNS[:-1])
     duplicated = results.duplicated(keys)
     if duplicated.any():
         row = int(np.flatnonzero(duplicated.to_numpy())[0])
@@ -327,21 +262,21 @@ def load_run(out_dir: str | Path) -> RunOutputs:
             + ", ".join(f"{k}={results[k].iloc[row]}" for k in keys)
         )
     run = RunOutputs(out, results.astype({"seed": np.int64}))
-    if (out / "histories.csv").is_file() and (out / "histories.csv").stat().st_size > 1:
-        run.histories = _read_csv(out / "histories.csv", _HISTORIES, ("method",))
-    if (out / "timings.csv").is_file() and (out / "timings.csv").stat().st_size > 1:
-        run.timings = _read_csv(out / "timings.csv", _TIMINGS, ("method", "stage"))
-    if (out / "samples.npz").is_file():
-        run.samples = _read_samples(out / "samples.npz")
-    if (out / "config.toml").is_file():
-        run.config_text = (out / "config.toml").read_text(encoding="utf-8")
-    if (out / "results.json").is_file():
-        meta = _read_json(out / "results.json")
+    if (out / HISTORIES_FILE).is_file() and (out / HISTORIES_FILE).stat().st_size > 1:
+        run.histories = _read_csv(out / HISTORIES_FILE, HISTORY_KEYS, ("method",))
+    if (out / TIMINGS_FILE).is_file() and (out / TIMINGS_FILE).stat().st_size > 1:
+        run.timings = _read_csv(out / TIMINGS_FILE, TIMING_COLUMNS, ("method", "stage"))
+    if (out / SAMPLES_FILE).is_file():
+        run.samples = _read_samples(out / SAMPLES_FILE)
+    if (out / CONFIG_FILE).is_file():
+        run.config_text = (out / CONFIG_FILE).read_text(encoding="utf-8")
+    if (out / RECORD_FILE).is_file():
+        meta = _read_json(out / RECORD_FILE)
         run.meta = meta if isinstance(meta, dict) else {}
-    if (out / "failed.json").is_file():
-        failed = _read_json(out / "failed.json")
+    if (out / FAILED_FILE).is_file():
+        failed = _read_json(out / FAILED_FILE)
         if not isinstance(failed, list):
-            raise DataError(f"{out / 'failed.json'}: expected a list of failed units")
+            raise DataError(f"{out / FAILED_FILE}: expected a list of failed units")
         run.failed = failed
     run.gates = _read_gates(out)
     check_complete(run)

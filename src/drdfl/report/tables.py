@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from drdfl.evaluation.metrics import mean_ci
+from drdfl.evaluation.intervals import mean_ci
 from drdfl.methods.labels import RunLabel, label_order, read_label
 from drdfl.methods.registry import METHODS, SKYLINE
 

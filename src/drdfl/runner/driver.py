@@ -21,12 +21,21 @@ from tqdm.auto import tqdm
 
 from drdfl.config import ExperimentConfig, config_to_toml
 from drdfl.errors import ModelError
+from drdfl.records import (
+    HISTORIES_FILE,
+    RECORD_FILE,
+    RESULT_COLUMNS,
+    RESULTS_FILE,
+    SAMPLES_FILE,
+    TIMINGS_FILE,
+    WORST_CASES,
+    quality_path,
+    unit_key,
+)
 from drdfl.runner.local import LocalExecutor, Outcome
 from drdfl.runner.plan import Plan, build_plan
 from drdfl.runner.reference import ReferenceCache
 from drdfl.runner.store import (
-    RESULT_COLUMNS,
-    WORST_CASES,
     RunStore,
     code_state,
     file_fingerprint,
@@ -236,8 +245,8 @@ class Run:
             if results
             else pd.DataFrame(columns=RESULT_COLUMNS)
         )
-        self.store.write_table("results.csv", table)
-        for name, parts in (("histories.csv", histories), ("timings.csv", timings)):
+        self.store.write_table(RESULTS_FILE, table)
+        for name, parts in ((HISTORIES_FILE, histories), (TIMINGS_FILE, timings)):
             self.store.write_table(
                 name, pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
             )
@@ -247,7 +256,7 @@ class Run:
         if self.cfg.evaluation.backtest:
             self._write_backtest()
         suite = self.data.suite
-        with naming(self.out / "results.json"):
+        with naming(self.out / RECORD_FILE):
             self._write_results_json(table, timings, suite)
         return table
 
@@ -257,7 +266,7 @@ class Run:
         from drdfl._io import write_json
 
         write_json(
-            self.out / "results.json",
+            self.out / RECORD_FILE,
             {
                 "profile": self.cfg.name,
                 "config": self.cfg.model_dump(mode="json"),
@@ -313,7 +322,7 @@ class Run:
         for seed, entry in references.items():
             verdict = entry.gate
             if verdict is not None:
-                path = self.out / "reference" / f"s{seed}" / "quality.json"
+                path = quality_path(self.out, seed)
                 with naming(path):
                     write_json(path, verdict)
 
@@ -342,7 +351,7 @@ class Run:
         from drdfl.artifacts import load_array
 
         for name in WORST_CASES:
-            path = self.store.unit_dir(f"threed-s{seed}") / f"{name}.npy"
+            path = self.store.unit_dir(unit_key("threed", seed)) / f"{name}.npy"
             if path.is_file():
                 try:
                     arrays[name] = load_array(path)
@@ -353,8 +362,8 @@ class Run:
                     ) from None
         if arrays:
             with (
-                naming(self.out / "samples.npz"),
-                atomic_open(self.out / "samples.npz", "wb") as handle,
+                naming(self.out / SAMPLES_FILE),
+                atomic_open(self.out / SAMPLES_FILE, "wb") as handle,
             ):
                 np.savez(handle, **arrays)
 

@@ -26,6 +26,7 @@ from drdfl.evaluation.backtest import (
     model_policies,
 )
 from drdfl.evaluation.planning import Planner
+from drdfl.records import unit_key
 from drdfl.tasks.replicas import ReplicasTask
 
 log = logging.getLogger("drdfl")
@@ -123,7 +124,7 @@ def run_planners(out: Path, labels: Sequence[str], seed: int) -> list[tuple[str,
 
     planners = []
     for label in labels:
-        folder = out / "units" / f"{label}-s{seed}"
+        folder = out / "units" / unit_key(label, seed)
         if not (folder / DONE_FILE).is_file() or not (folder / "model" / "model.json").is_file():
             continue  # not done, or a unit without one model (the skyline)
         model = load_model(folder / "model")
@@ -184,7 +185,7 @@ def run_segments(
             "(method_params.threed.keep_worst > 0)"
         )
     chosen = seeds[0] if seed is None else seed
-    folder = units / f"threed-s{chosen}"
+    folder = units / unit_key("threed", chosen)
     path = folder / f"{name}.npy"
     if not path.is_file():
         raise DataError(f"{path}: not found (seeds with {name}: {seeds or 'none'})")

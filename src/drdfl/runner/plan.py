@@ -20,6 +20,7 @@ from typing import Any, Literal
 from drdfl.config import ExperimentConfig
 from drdfl.methods.labels import sweep_label
 from drdfl.methods.registry import METHOD_NAMES, METHODS, SKYLINE
+from drdfl.records import unit_key
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Unit:
     @property
     def key(self) -> str:
         """The unit's folder name under ``OUT/units``."""
-        return f"{self.label}-s{self.seed}".replace("/", "_")
+        return unit_key(self.label, self.seed)
 
     @property
     def needs_reference(self) -> bool:

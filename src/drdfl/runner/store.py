@@ -7,7 +7,9 @@ Layout of ``OUT``::
     config.toml     the resolved configuration (loading it rebuilds exactly this config)
     .drdfl.lock     held while a run or resume works in OUT (pid and host inside)
     units/<key>/    one unit's results.csv, history.csv, timings.csv, model/, done.json
-    results.csv …   the tables assembled from the finished units, in plan order
+                    (``key``: :func:`drdfl.records.unit_key`)
+    results.csv …   the tables assembled from the finished units, in plan order (the files
+                    :mod:`drdfl.records` describes)
 
 A fresh run takes only a new or empty directory; a directory holding anything but a run
 of ours is never written to. ``--resume`` refuses a directory whose configuration or
@@ -31,12 +33,12 @@ from typing import Any
 from drdfl._io import atomic_open, write_json, write_text
 from drdfl._version import __version__
 from drdfl.errors import ConfigError, ModelError
+from drdfl.records import RESULT_COLUMNS, RESULTS_FILE
 
 #: the record of what a run was started from; its presence marks a directory as ours
 RUN_FILE = "run.json"
 LOCK_FILE = ".drdfl.lock"
 DONE_FILE = "done.json"
-RESULT_COLUMNS = ["method", "seed", "suite", "test_set", "metric", "value"]
 
 
 def git_state(*paths: str | Path) -> dict[str, Any]:
@@ -237,7 +239,7 @@ class OutputDir:
     def _finished(self) -> bool:
         """Whether the directory holds anything finished: a done unit, or results."""
         out = self.path
-        return (out / "results.csv").exists() or any(out.glob(f"**/units/*/{DONE_FILE}"))
+        return (out / RESULTS_FILE).exists() or any(out.glob(f"**/units/*/{DONE_FILE}"))
 
 
 class RunStore:
@@ -300,7 +302,7 @@ class RunStore:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             rows = -1
         if (
-            list(results.columns) != RESULT_COLUMNS
+            tuple(results.columns) != RESULT_COLUMNS
             or results["value"].isna().all()
             or (rows is not None and len(results) != rows)
         ):
@@ -314,11 +316,6 @@ class RunStore:
         """``frame`` as ``OUT/name`` (CSV), atomically."""
         with naming(self.out / name), atomic_open(self.out / name, "w", newline="") as handle:
             frame.to_csv(handle, index=False)
-
-
-#: the worst-case arrays a unit keeps (``NAME.npy``), by the fit artifact each comes from:
-#: the adversary's worst cases and θ₀'s from the same states and noise (adversary off)
-WORST_CASES = {"worst_case": "worst_case", "worst_case_off": "worst_case_reference"}
 
 
 def write_unit(
@@ -349,9 +346,7 @@ def write_unit(
 __all__ = [
     "DONE_FILE",
     "LOCK_FILE",
-    "RESULT_COLUMNS",
     "RUN_FILE",
-    "WORST_CASES",
     "OutputDir",
     "RunStore",
     "code_state",

@@ -24,9 +24,10 @@ from drdfl.config import DataConfig, EvaluationConfig, ExperimentConfig
 from drdfl.errors import ModelError
 from drdfl.methods.labels import online_label, read_label
 from drdfl.methods.registry import SKYLINE
+from drdfl.records import WORST_CASES
 from drdfl.runner.plan import Node, Unit, warm_start_of
 from drdfl.runner.reference import ReferenceCache, ReferenceEntry
-from drdfl.runner.store import DONE_FILE, WORST_CASES, write_unit
+from drdfl.runner.store import DONE_FILE, write_unit
 
 #: share of each test set that trains the skyline (the rest scores everyone)
 SKYLINE_FIT = 0.7
