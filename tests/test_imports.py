@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,72 @@ def _import_graph() -> dict[str, set[str]]:
                     deps.add(sub if sub in modules else node.module)
         graph[name] = {d for d in deps if d in modules and d != name}
     return graph
+
+
+#: the layers of docs/architecture.md, bottom first, with the modules each holds
+LAYERS = {
+    "leaves": (
+        "drdfl._io",
+        "drdfl._version",
+        "drdfl.device",
+        "drdfl.errors",
+        "drdfl.records",
+        "drdfl.schema",
+        "drdfl.seeding",
+    ),
+    "data": ("drdfl.data",),
+    "tasks": ("drdfl.tasks",),
+    "models": ("drdfl.models",),
+    "diffusion": ("drdfl.diffusion",),
+    "methods": ("drdfl.methods",),
+    "config": ("drdfl.config",),
+    "artifacts": ("drdfl.artifacts",),
+    "evaluation": ("drdfl.evaluation",),
+    "serve": ("drdfl.serve",),
+    "report": ("drdfl.report",),
+    "runner": ("drdfl.runner",),
+    "cli": ("drdfl.cli", "drdfl.__main__"),
+}
+
+
+def _layer(module: str) -> int:
+    """The index in :data:`LAYERS` of ``module``'s layer (the package face: above all)."""
+    for k, prefixes in enumerate(LAYERS.values()):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return k
+    assert module == "drdfl", module
+    return len(LAYERS)
+
+
+def _every_import() -> list[tuple[str, str, int]]:
+    """``(module, imported drdfl module, line)`` for every import anywhere in the package."""
+    found = []
+    for path in SRC.rglob("*.py"):
+        module = _module_name(path)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            found += [(module, n, node.lineno) for n in names if n.split(".")[0] == "drdfl"]
+    return found
+
+
+def test_every_import_points_down_the_layers_of_the_architecture_picture() -> None:
+    picture = (SRC.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = picture.split("## Layers")[1].split("```")[1]
+    drawn = re.findall(r"^  ([a-z]+) +drdfl/", block, flags=re.MULTILINE)
+    assert drawn[::-1] == list(LAYERS)
+    modules = {_module_name(p) for p in SRC.rglob("*.py")}
+    assert all(_layer(m) < len(LAYERS) for m in modules - {"drdfl"})
+    upward = [
+        f"{module}:{line} imports {target}"
+        for module, target, line in _every_import()
+        if _layer(target) > _layer(module)
+    ]
+    assert upward == []
 
 
 def test_no_import_cycles_between_modules() -> None:
