@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import cvxpy as cp
@@ -161,6 +162,9 @@ def test_loss_terms_add_up_to_the_cost() -> None:
 
 def test_registry_and_round_trip() -> None:
     assert "multislot" in TASKS
+    for name, target in TASKS.items():  # every entry names a class registered as itself
+        module, _, cls = target.partition(":")
+        assert getattr(importlib.import_module(module), cls).name == name
     default = get_task("multislot")
     assert isinstance(default, MultiSlotProvisioningTask) and default.horizon == 4
     task = get_task("multislot:paper-text", horizon=2, ramp=0.3)

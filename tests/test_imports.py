@@ -170,6 +170,19 @@ def test_public_names_load_on_first_use() -> None:
         _ = drdfl.nope  # type: ignore[attr-defined]
 
 
+def test_the_convex_tasks_load_cvxpy_on_first_use() -> None:
+    convex = {"cvxpy", "cvxpylayers"}
+    loaded = _loaded_after(
+        "from drdfl.tasks import get_task, task_from_dict\n"
+        "task_from_dict(get_task('provisioning:paper-text').to_dict())\n"
+        "task_from_dict(get_task('replicas:strict').to_dict())\n"
+        "import drdfl.runner.unit, drdfl.methods.pto, drdfl.evaluation.suites"
+    )
+    assert not {m.split(".")[0] for m in loaded} & convex
+    loaded = _loaded_after("from drdfl.tasks import get_task\nget_task('multislot')")
+    assert convex <= {m.split(".")[0] for m in loaded}
+
+
 def test_help_loads_no_heavy_dependency() -> None:
     loaded = _loaded_after(
         "from drdfl.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass"

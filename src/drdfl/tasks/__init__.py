@@ -2,31 +2,45 @@
 
 ``get_task("provisioning:paper-text")`` builds a registered task from a ``name[:preset]``
 spec (``replicas:strict``: whole GPU replicas per slot); ``task_from_dict`` rebuilds one
-saved with a trained model.
+saved with a trained model. The convex tasks (:mod:`drdfl.tasks.convex`) load cvxpy and
+cvxpylayers on first use only.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from drdfl.errors import ConfigError
 from drdfl.tasks.base import DecisionTask
-from drdfl.tasks.convex import ConvexTask, MultiSlotProvisioningTask
 from drdfl.tasks.provisioning import PRESETS, ProvisioningParams, ProvisioningTask
 from drdfl.tasks.replicas import ReplicasParams, ReplicasTask
 
-#: registry name → task class; each class takes a preset name as its first argument
-TASKS: dict[str, type[DecisionTask]] = {
-    ProvisioningTask.name: ProvisioningTask,
-    MultiSlotProvisioningTask.name: MultiSlotProvisioningTask,
-    ReplicasTask.name: ReplicasTask,
+if TYPE_CHECKING:
+    from drdfl.tasks.convex import ConvexTask, MultiSlotProvisioningTask
+
+#: registry name → ``module:Class`` of the task class, imported on first use; each class
+#: takes a preset name as its first argument
+TASKS: dict[str, str] = {
+    "provisioning": "drdfl.tasks.provisioning:ProvisioningTask",
+    "multislot": "drdfl.tasks.convex:MultiSlotProvisioningTask",
+    "replicas": "drdfl.tasks.replicas:ReplicasTask",
 }
+#: names of this package that load their module on first access
+_LAZY = {"ConvexTask": "drdfl.tasks.convex", "MultiSlotProvisioningTask": "drdfl.tasks.convex"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _task_class(name: str) -> type[DecisionTask]:
     if name not in TASKS:
         raise ConfigError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
-    return TASKS[name]
+    module, _, cls = TASKS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def get_task(spec: str, **options: Any) -> DecisionTask:

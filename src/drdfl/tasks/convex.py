@@ -40,7 +40,8 @@ class ConvexTask(DecisionTask):
     ``cost_fn(x, y)`` prices decisions ``x`` under demand ``y`` per sample (``[B]``).
 
     A task built this way is saved by name only; to rebuild it from a saved model, subclass
-    it with a ``from_dict`` classmethod and add the subclass to ``drdfl.tasks.TASKS``.
+    it with a ``from_dict`` classmethod and register it in ``drdfl.tasks.TASKS`` (its name →
+    ``"module:Class"``).
     """
 
     name = "convex"
