@@ -27,7 +27,7 @@ from drdfl.methods.losses import sample_losses
 from drdfl.methods.naive import calibrate_anchor
 from drdfl.methods.settings import TrainConfig
 from drdfl.schema import StrictModel
-from drdfl.seeding import torch_generator
+from drdfl.seeding import seeded, torch_generator
 from drdfl.tasks.base import DecisionTask
 
 
@@ -166,14 +166,11 @@ class TrainedMethod(Method):
         """Train ``forecaster`` with the shared loop; the caller's global RNG is untouched.
 
         Dropout masks draw from the global generator (``nn.Dropout`` takes no generator),
-        so training runs on a forked copy of it, seeded with the training seed.
+        so training runs on forked copies of the CPU's and the training device's, seeded
+        with the training seed.
         """
         device = resolve_device(self.train.device)
-        cuda = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            torch.default_generator.manual_seed(self.train.seed)
-            for index in cuda:
-                torch.cuda.default_generators[index].manual_seed(self.train.seed)
+        with seeded(self.train.seed, device):
             return self._fit(data, task, forecaster, device)
 
     def _fit(

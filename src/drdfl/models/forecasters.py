@@ -32,6 +32,7 @@ from torch import nn
 
 from drdfl.errors import ConfigError, ModelError
 from drdfl.models.base import Forecaster, positive_int
+from drdfl.seeding import seeded
 
 #: prefix of a forecaster name that asks for the RevIN wrapper (``revin-mlp``)
 REVIN_PREFIX = "revin-"
@@ -216,9 +217,7 @@ def build_forecaster(
         raise ConfigError(f"anchor: unknown rule {anchor!r}; valid anchors: {', '.join(ANCHORS)}")
     cls = FORECASTERS[name]
     try:
-        with torch.random.fork_rng(devices=[], enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(seed)
+        with seeded(seed):
             model: Forecaster = cls(window=window, horizon=horizon, **kwargs)
     except TypeError as exc:
         raise ConfigError(f"bad options for forecaster {name!r}: {exc}") from None

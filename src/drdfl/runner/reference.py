@@ -109,10 +109,9 @@ class ReferenceCache:
         missing. ``series`` is the normalized training series and ``scaler`` maps it to
         demand.
         """
-        import torch
-
         from drdfl.diffusion.model import get_preset
         from drdfl.diffusion.train import fit_series
+        from drdfl.seeding import seeded
 
         found = self.lookup(diffusion, series, seed)
         if found is not None:
@@ -132,8 +131,7 @@ class ReferenceCache:
         start = time.perf_counter()
         # Seeded here (without touching the caller's generator state) so that the initial
         # weights never depend on what ran before in the process.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded(seed, device):
             fit_series(real, preset.model, train, tmp, progress=progress, device=device)
         if path.exists():
             shutil.rmtree(path)  # an entry without entry.json: an older layout or a crash
