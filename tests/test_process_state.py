@@ -1,7 +1,11 @@
-"""What a run leaves in its process: the caller's random number generators as they were."""
+"""What a run leaves in its process: the data built once per data settings, a task in the
+caller's directory and settings with the process's own restored after, and the caller's
+random number generators as they were."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -9,8 +13,12 @@ import torch
 
 from drdfl.config import resolve_config
 from drdfl.runner import steps
-from drdfl.runner.reference import ReferenceCache
-from drdfl.runner.unit import run_data
+from drdfl.runner import unit as unit_module
+from drdfl.runner.local import LocalExecutor
+from drdfl.runner.plan import Node
+from drdfl.runner.reference import ReferenceCache, ReferenceEntry
+from drdfl.runner.sweep import Sweep
+from drdfl.runner.unit import Job, execute_task, run_data
 
 TINY = [
     "seeds=0",
@@ -21,6 +29,73 @@ TINY = [
     "evaluation.corruptions=false",
     "evaluation.online=false",
 ]
+
+
+def test_a_sweep_over_data_builds_each_points_suite_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[int] = []
+    build = steps.build_suite
+
+    def counted(data, seed=0):  # type: ignore[no-untyped-def]
+        built.append(data.window)
+        return build(data, seed)
+
+    monkeypatch.setattr(steps, "build_suite", counted)
+    cfg = resolve_config("quick", overrides=TINY)
+    sweep = Sweep(cfg, tmp_path / "out", {"data.window": [5, 7]}, cache=tmp_path / "c")
+    sweep.progress = False
+    result = sweep.execute(LocalExecutor(1))
+    assert result.failed == []
+    assert sorted(built) == [5, 7]  # validated, trained, scored and assembled: once each
+    for point, window in zip(result.points, (5, 7), strict=True):
+        model = tmp_path / "out" / "points" / point.id / "units" / "mse-s0" / "model"
+        assert json.loads((model / "model.json").read_text())["window"] == window
+
+
+def test_run_data_is_kept_per_data_settings_directory_and_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = resolve_config("quick", overrides=TINY)
+    other = resolve_config("quick", overrides=[*TINY, "data.window=5"])
+    first = run_data(cfg)
+    assert run_data(other) is not first and run_data(cfg) is first
+    monkeypatch.setenv("DRDFL_DATA_DIR", str(tmp_path))
+    assert run_data(cfg) is not first  # data_dir none reads the environment's directory
+    monkeypatch.delenv("DRDFL_DATA_DIR")
+    monkeypatch.chdir(tmp_path)
+    assert run_data(cfg) is not first  # relative paths read elsewhere
+
+
+def test_a_task_runs_in_the_callers_directory_and_settings_and_restores_the_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caller, data = tmp_path / "caller", tmp_path / "data"
+    caller.mkdir(), data.mkdir()
+    seen: list[tuple[str, str | None, str | None]] = []
+
+    def fit(cfg, seed, cache, progress=False):  # type: ignore[no-untyped-def]
+        seen.append((os.getcwd(), os.environ.get("DRDFL_DATA_DIR"), os.environ.get("HOME")))
+        if seed == 1:
+            raise RuntimeError("failed in the caller's directory")
+        return ReferenceEntry(tmp_path / "entry")
+
+    monkeypatch.setattr(unit_module, "fit_reference", fit)
+    monkeypatch.delenv("DRDFL_DATA_DIR", raising=False)
+    here, home = os.getcwd(), os.environ.get("HOME")
+    cfg = resolve_config("quick", overrides=TINY)
+    env = {"DRDFL_DATA_DIR": str(data)}
+    for seed in (0, 1):
+        node = Node(f"reference-s{seed}", "reference", seed)
+        job = Job(node, cfg, tmp_path, tmp_path, cwd=str(caller), env=env)
+        if seed == 1:
+            with pytest.raises(RuntimeError, match="caller's directory"):
+                execute_task(job)
+        else:
+            assert execute_task(job)["node"] == "reference-s0"
+        assert os.getcwd() == here and "DRDFL_DATA_DIR" not in os.environ
+        assert os.environ.get("HOME") == home
+    assert seen == [(str(caller), str(data), home)] * 2
 
 
 def _states() -> dict[str, torch.Tensor]:

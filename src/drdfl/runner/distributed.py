@@ -10,9 +10,7 @@ filesystem.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from drdfl.errors import DrdflError
@@ -20,8 +18,6 @@ from drdfl.runner import unit as unit_module
 from drdfl.runner.local import OnDone, Outcome, blocked_by, error_line, not_run
 from drdfl.runner.unit import Job
 
-#: environment a task takes over from the caller (paths made absolute)
-FORWARDED_ENV = ("DRDFL_DATA_DIR", "DRDFL_CACHE_DIR", "DRDFL_OFFLINE")
 #: what reaching a cluster takes, said when it cannot be reached
 CLUSTER_HINT = (
     "check the address (ray://HOST:10001 through Ray Client, or HOST:6379 from a node of "
@@ -40,15 +36,6 @@ def require_ray() -> Any:
             "pip install 'drdfl[sweep]' (or pip install ray)"
         ) from None
     return ray
-
-
-def forwarded_env() -> dict[str, str]:
-    """The caller's drdfl settings, paths made absolute, for tasks on other processes."""
-    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-    for key in ("DRDFL_DATA_DIR", "DRDFL_CACHE_DIR"):
-        if key in env:
-            env[key] = str(Path(env[key]).resolve())
-    return env
 
 
 class RayExecutor:
@@ -141,4 +128,4 @@ class RayExecutor:
         return outcomes
 
 
-__all__ = ["CLUSTER_HINT", "FORWARDED_ENV", "RayExecutor", "forwarded_env", "require_ray"]
+__all__ = ["CLUSTER_HINT", "RayExecutor", "require_ray"]

@@ -176,9 +176,7 @@ class Run:
         return jobs
 
     def job(self, node: Any) -> Job:
-        from drdfl.runner.distributed import forwarded_env
-
-        return Job(node, self.cfg, self.out.resolve(), self.cache.resolve(), env=forwarded_env())
+        return Job(node, self.cfg, self.out.resolve(), self.cache.resolve())
 
     def execute(self, executor: Any = None) -> Any:
         """Run every node not yet done, then assemble the tables and write the report.

@@ -2,17 +2,22 @@
 with one seed, evaluate it on every test set of the run, write its folder).
 
 :func:`execute_task` is what every executor calls, in whatever process it runs: its
-inputs are a picklable :class:`Job`, its outputs files and a small summary. Within a
-process the run's data (suite, user test sets, corruptions, skyline splits) is built once
-and reused by the units that process runs.
+inputs are a picklable :class:`Job`, its outputs files and a small summary. It works in
+the caller's directory and with the caller's drdfl settings (a Ray worker may start
+elsewhere) and leaves the process's own as they were. Within a process the run's data
+(suite, user test sets, corruptions, skyline splits) is built once per data settings and
+reused by the units that process runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
 import warnings
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -110,16 +115,38 @@ class RunData:
         return np.asarray(self.suite.data.series)
 
 
-_DATA: dict[str, RunData] = {}
+#: the environment that decides where data and downloads are found (taken to a task's
+#: process with its job, paths made absolute)
+FORWARDED_ENV = ("DRDFL_DATA_DIR", "DRDFL_CACHE_DIR", "DRDFL_OFFLINE")
+#: run data kept per process (the most recently used): a sweep whose points differ in
+#: their data builds each point's once while it runs at most this many such points at a time
+KEEP_RUN_DATA = 4
+_RUN_DATA: OrderedDict[tuple[str, ...], RunData] = OrderedDict()
+
+
+def forwarded_env() -> dict[str, str]:
+    """This process's drdfl settings (:data:`FORWARDED_ENV`), paths made absolute."""
+    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    for key in ("DRDFL_DATA_DIR", "DRDFL_CACHE_DIR"):
+        if key in env:
+            env[key] = str(Path(env[key]).resolve())
+    return env
 
 
 def run_data(cfg: ExperimentConfig) -> RunData:
-    """The run data of ``cfg``, shared by every unit this process runs."""
-    key = cfg.data.model_dump_json() + cfg.evaluation.model_dump_json()
-    if key not in _DATA:
-        _DATA.clear()  # one run's data at a time: a sweep's points may differ in data
-        _DATA[key] = RunData(cfg.data, cfg.evaluation)
-    return _DATA[key]
+    """The run data of ``cfg`` (built on first use), shared by every unit this process runs
+    with the same data and evaluation settings, working directory and drdfl settings."""
+    key = (
+        cfg.data.model_dump_json(),
+        cfg.evaluation.model_dump_json(),
+        os.getcwd(),
+        *(f"{k}={os.environ.get(k)}" for k in FORWARDED_ENV),
+    )
+    data = _RUN_DATA.pop(key, None) or RunData(cfg.data, cfg.evaluation)
+    _RUN_DATA[key] = data
+    while len(_RUN_DATA) > KEEP_RUN_DATA:
+        _RUN_DATA.popitem(last=False)
+    return data
 
 
 @dataclass(frozen=True)
@@ -131,17 +158,40 @@ class Job:
     out: Path
     cache: Path
     progress: bool = False
-    #: the caller's working directory and data settings (a Ray worker may start elsewhere)
+    #: the caller's working directory and drdfl settings (a Ray worker may start elsewhere)
     cwd: str = field(default_factory=os.getcwd)
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=forwarded_env)
+
+
+@contextlib.contextmanager
+def callers_state(job: Job) -> Iterator[None]:
+    """The caller's working directory and drdfl settings inside the block; this process's
+    own again after it."""
+    cwd = os.getcwd()
+    saved = {k: os.environ.get(k) for k in job.env}
+    if os.path.isdir(job.cwd):
+        os.chdir(job.cwd)
+    os.environ.update(job.env)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def execute_task(job: Job, *needs: Any) -> dict[str, Any]:
     """Do ``job`` (``needs``: the results of the nodes it needs, passed so that an
-    executor can order work by them) and return its summary."""
-    if job.cwd != os.getcwd() and os.path.isdir(job.cwd):
-        os.chdir(job.cwd)
-    os.environ.update(job.env)
+    executor can order work by them) in the caller's directory and settings, and return
+    its summary."""
+    with callers_state(job):
+        return _execute(job)
+
+
+def _execute(job: Job) -> dict[str, Any]:
     if job.node.kind == "reference":
         entry = fit_reference(job.cfg, job.node.seed, job.cache, job.progress)
         what = "trained" if entry.seconds else "cached"
@@ -397,4 +447,16 @@ def _finish(
     return summary
 
 
-__all__ = ["SKYLINE_FIT", "Job", "RunData", "execute_task", "fit_reference", "run_data", "run_unit"]
+__all__ = [
+    "FORWARDED_ENV",
+    "KEEP_RUN_DATA",
+    "SKYLINE_FIT",
+    "Job",
+    "RunData",
+    "callers_state",
+    "execute_task",
+    "fit_reference",
+    "forwarded_env",
+    "run_data",
+    "run_unit",
+]
