@@ -21,17 +21,7 @@ from tqdm.auto import tqdm
 
 from drdfl.config import ExperimentConfig, config_to_toml
 from drdfl.errors import ModelError
-from drdfl.records import (
-    HISTORIES_FILE,
-    RECORD_FILE,
-    RESULT_COLUMNS,
-    RESULTS_FILE,
-    SAMPLES_FILE,
-    TIMINGS_FILE,
-    WORST_CASES,
-    quality_path,
-    unit_key,
-)
+from drdfl.records import RESULT_COLUMNS, SAMPLES_FILE, WORST_CASES, quality_path, unit_key
 from drdfl.runner.local import LocalExecutor, Outcome
 from drdfl.runner.plan import Plan, build_plan
 from drdfl.runner.reference import ReferenceCache
@@ -39,8 +29,10 @@ from drdfl.runner.store import (
     RunStore,
     code_state,
     file_fingerprint,
+    joined,
     naming,
-    versions,
+    write_record,
+    write_tables,
 )
 from drdfl.runner.unit import Job, RunData, online_settings, run_data
 
@@ -192,12 +184,7 @@ class Run:
             for outcome in outcomes.values():
                 if outcome.status == "failed" and outcome.error is not None:
                     raise outcome.error
-            table = self.assemble()
-            from drdfl.report import write_report
-
-            write_report(self.out)
-            log.info("report written to %s", self.out / "report.md")
-        return table
+            return self.finish()
 
     def run_nodes(self, executor: Any = None) -> dict[str, Outcome]:
         """The pending nodes on ``executor`` (default: local, ``jobs`` processes)."""
@@ -225,10 +212,18 @@ class Run:
             bar.close()
 
     # ---------------------------------------------------------------- assemble
+    def finish(self) -> Any:
+        """Assemble the run's tables and, when it has results, write its report."""
+        from drdfl.report import write_report
+
+        table = self.assemble()
+        if len(table):
+            write_report(self.out)
+            log.info("report written to %s", self.out / "report.md")
+        return table
+
     def assemble(self) -> Any:
         """Gather the finished units' files into the run's tables (plan order)."""
-        import pandas as pd
-
         results, histories, timings = [], [], []
         for unit in self.units:
             if not self.store.is_done(unit.key):
@@ -238,53 +233,30 @@ class Run:
             for name, bucket in (("history", histories), ("timings", timings)):
                 if tables[name] is not None:
                     bucket.append(tables[name])
-        table = (
-            pd.concat(results, ignore_index=True)
-            if results
-            else pd.DataFrame(columns=RESULT_COLUMNS)
-        )
-        self.store.write_table(RESULTS_FILE, table)
-        for name, parts in ((HISTORIES_FILE, histories), (TIMINGS_FILE, timings)):
-            self.store.write_table(
-                name, pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-            )
+        table = joined(results, RESULT_COLUMNS)
+        times = joined(timings)
+        write_tables(self.out, table, joined(histories), times)
         references = self._references()
         self._write_samples(references.get(self.cfg.seeds[0]))
         self._write_quality(references)
         if self.cfg.evaluation.backtest:
             self._write_backtest()
         suite = self.data.suite
-        with naming(self.out / RECORD_FILE):
-            self._write_results_json(table, timings, suite)
-        return table
-
-    def _write_results_json(self, table: Any, timings: list[Any], suite: Any) -> None:
-        import pandas as pd
-
-        from drdfl._io import write_json
-
-        write_json(
-            self.out / RECORD_FILE,
-            {
-                "profile": self.cfg.name,
-                "config": self.cfg.model_dump(mode="json"),
-                # the code the run started with (the one --resume insists on)
-                "code": self.code(),
-                # every planned unit: the report insists on each (or on its failure record)
-                "units": [{"label": u.label, "seed": u.seed} for u in self.units],
-                "notes": [*suite.notes, *([self.task_note] if self.task_note else [])],
-                "test_sets": [
-                    {"name": t.name, "w_distance": t.w_distance, "note": t.note}
-                    for t in suite.tests
-                ],
-                "in_distribution": suite.in_distribution,
-                "versions": versions(),
-                "results": table.to_dict("records"),
-                "timings": pd.concat(timings, ignore_index=True).to_dict("records")
-                if timings
-                else [],
-            },
+        write_record(
+            self.out,
+            self.cfg,
+            self.code(),  # the code the run started with (the one --resume insists on)
+            table,
+            times,
+            # every planned unit: the report insists on each (or on its failure record)
+            units=[{"label": u.label, "seed": u.seed} for u in self.units],
+            notes=[*suite.notes, *([self.task_note] if self.task_note else [])],
+            test_sets=[
+                {"name": t.name, "w_distance": t.w_distance, "note": t.note} for t in suite.tests
+            ],
+            in_distribution=suite.in_distribution,
         )
+        return table
 
     def _write_backtest(self) -> None:
         """The first seed's models replayed over the in-distribution test series

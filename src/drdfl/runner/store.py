@@ -26,14 +26,20 @@ import platform
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from drdfl._io import atomic_open, write_json, write_text
 from drdfl._version import __version__
 from drdfl.errors import ConfigError, ModelError
-from drdfl.records import RESULT_COLUMNS, RESULTS_FILE
+from drdfl.records import (
+    HISTORIES_FILE,
+    RECORD_FILE,
+    RESULT_COLUMNS,
+    RESULTS_FILE,
+    TIMINGS_FILE,
+)
 
 #: the record of what a run was started from; its presence marks a directory as ours
 RUN_FILE = "run.json"
@@ -312,10 +318,42 @@ class RunStore:
             )
         return tables
 
-    def write_table(self, name: str, frame: Any) -> None:
-        """``frame`` as ``OUT/name`` (CSV), atomically."""
-        with naming(self.out / name), atomic_open(self.out / name, "w", newline="") as handle:
+
+def joined(frames: list[Any], columns: Sequence[str] = ()) -> Any:
+    """``frames`` one after another (none: an empty table with ``columns``)."""
+    import pandas as pd
+
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def write_tables(out: Path, results: Any, histories: Any, timings: Any) -> None:
+    """A run's (or a sweep's combined) tables in ``out``, each atomically."""
+    for name, frame in (
+        (RESULTS_FILE, results),
+        (HISTORIES_FILE, histories),
+        (TIMINGS_FILE, timings),
+    ):
+        with naming(out / name), atomic_open(out / name, "w", newline="") as handle:
             frame.to_csv(handle, index=False)
+
+
+def write_record(
+    out: Path, cfg: Any, code: dict[str, Any], results: Any, timings: Any, **facts: Any
+) -> None:
+    """``results.json`` in ``out``: the profile, resolved configuration and code a run (or
+    a sweep) was made with, its own ``facts`` (a run's units and test sets, a sweep's grid
+    and points), the versions, and the rows of its results and timings."""
+    record = {
+        "profile": cfg.name,
+        "config": cfg.model_dump(mode="json"),
+        "code": code,
+        **facts,
+        "versions": versions(),
+        "results": results.to_dict("records"),
+        "timings": timings.to_dict("records"),
+    }
+    with naming(out / RECORD_FILE):
+        write_json(out / RECORD_FILE, record)
 
 
 def write_unit(
@@ -352,7 +390,10 @@ __all__ = [
     "code_state",
     "file_fingerprint",
     "git_state",
+    "joined",
     "naming",
     "versions",
+    "write_record",
+    "write_tables",
     "write_unit",
 ]

@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drdfl._io import atomic_open, write_json
+from drdfl._io import write_json
 from drdfl.config import ExperimentConfig, Point, config_to_toml, expand_grid, format_value
 from drdfl.errors import ConfigError
+from drdfl.records import FAILED_FILE, HISTORIES_FILE, RESULTS_FILE, TIMINGS_FILE
 from drdfl.runner.driver import Run, default_cache, run_log
 from drdfl.runner.local import Outcome
 from drdfl.runner.reference import ReferenceCache
-from drdfl.runner.store import OutputDir, versions
+from drdfl.runner.store import OutputDir, joined, write_record, write_tables
 from drdfl.runner.unit import Job
 
 SWEEP_FILE = "sweep.json"
@@ -190,21 +191,16 @@ class Sweep:
         from drdfl.report import write_report
 
         write_json(self.out / "trials.json", records)
-        write_json(self.out / "failed.json", [r for r in records if r["status"] != "done"])
+        write_json(self.out / FAILED_FILE, [r for r in records if r["status"] != "done"])
         if self.grid:  # each point's report insists on its units, or on their failure records
             for point, run in zip(self.points, self.runs, strict=True):
                 mine = [r for r in records if r["point"] == point.label and r["status"] != "done"]
-                write_json(run.out / "failed.json", mine)
-        tables = []
-        for run in self.runs:
-            table = run.assemble()
-            if len(table):
-                write_report(run.out)
-            tables.append(table)
+                write_json(run.out / FAILED_FILE, mine)
+        tables = [run.finish() for run in self.runs]
         if not self.grid:
             return SweepResult(self.out, tables[0], self.points, records)
         combined: dict[str, list[Any]] = {
-            n: [] for n in ("results.csv", "histories.csv", "timings.csv")
+            n: [] for n in (RESULTS_FILE, HISTORIES_FILE, TIMINGS_FILE)
         }
         for point, run in zip(self.points, self.runs, strict=True):
             for name, parts in combined.items():
@@ -213,28 +209,20 @@ class Sweep:
                     frame = pd.read_csv(path, dtype={"method": str})
                     frame["method"] = frame["method"] + f"[{point.label}]"
                     parts.append(frame)
-        frames = {}
-        for name, parts in combined.items():
-            frames[name] = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-            with atomic_open(self.out / name, "w", newline="") as handle:
-                frames[name].to_csv(handle, index=False)
-        table = frames["results.csv"]
-        write_json(
-            self.out / "results.json",
-            {
-                "profile": self.cfg.name,
-                "config": self.cfg.model_dump(mode="json"),
-                "code": self.runs[0].code(),
-                "grid": {k: [format_value(v) for v in vs] for k, vs in self.grid.items()},
-                "points": [
-                    {"id": p.id, "label": p.label, "values": p.values, "dir": f"points/{p.id}"}
-                    for p in self.points
-                ],
-                "failed": [r["trial"] for r in records if r["status"] != "done"],
-                "versions": versions(),
-                "results": table.to_dict("records"),
-                "timings": frames["timings.csv"].to_dict("records"),
-            },
+        table, histories, timings = (joined(parts) for parts in combined.values())
+        write_tables(self.out, table, histories, timings)
+        write_record(
+            self.out,
+            self.cfg,
+            self.runs[0].code(),
+            table,
+            timings,
+            grid={k: [format_value(v) for v in vs] for k, vs in self.grid.items()},
+            points=[
+                {"id": p.id, "label": p.label, "values": p.values, "dir": f"points/{p.id}"}
+                for p in self.points
+            ],
+            failed=[r["trial"] for r in records if r["status"] != "done"],
         )
         if len(table):
             write_report(self.out)
