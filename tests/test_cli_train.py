@@ -334,3 +334,10 @@ def test_train_on_a_constant_trace_warns_in_one_line_naming_it(tmp_path, data_di
         f"warning: training series 24V:train ({conv}): it is all zero in all 2,090 intervals; "
         "a forecaster learns nothing from it and its regret says nothing"
     ]
+
+
+def test_every_diffusion_preset_has_a_training_time_estimate():
+    from drdfl.cli.train import _CPU_S_PER_ITERATION
+    from drdfl.diffusion.model import PRESETS
+
+    assert set(_CPU_S_PER_ITERATION) == set(PRESETS)

@@ -22,9 +22,11 @@ from drdfl.cli.common import (
 from drdfl.schema import MAX_SEED
 
 SUITE_HELP = "synthetic (built-in, no files) | paper | honest"
-# Seconds per training iteration of the reference diffusion presets on one CPU thread
-# (benchmarks/results/diffusion.json; tiny timed the same way): enough for "roughly".
-_CPU_S_PER_ITERATION = {"tiny": 0.05, "fast": 0.13, "paper": 1.25}
+# Seconds per training iteration of each reference diffusion preset on one CPU thread,
+# enough for "roughly": measured at d0088d5 on a 2-core x86-64 machine (torch 2.13 CPU) as
+# (a 60-iteration fit − a 10-iteration fit) / 50 with the gate off, the median of three
+# after a warm-up fit; the gate's checks come on top.
+_CPU_S_PER_ITERATION = {"tiny": 0.024, "fast": 0.059, "paper": 0.020, "paper-2d": 0.61}
 
 
 def train(
