@@ -146,7 +146,7 @@ GATE_SUITES = {"tiny": "synthetic", "fast": "honest", "paper": "paper"}
 
 def gate_fit(preset_name: str, data_dir: str | None, seed: int) -> dict:
     """Fit ``preset_name`` on its profile's training series until its gate passes."""
-    from drdfl.evaluation.suites import honest_suite, paper_suite, synthetic_suite
+    from drdfl.data.suites import honest_suite, paper_suite, synthetic_suite
 
     suite_name = GATE_SUITES[preset_name]
     if suite_name == "synthetic":

@@ -196,9 +196,8 @@ def _score_sets(tests: list[Any], forecaster: Any, task: Any, side: str, boot: i
 def evaluation(sizes: Sizes) -> dict[str, Any]:
     """Before/after deduplication on one unit's test sets of the ``paper`` profile."""
     from drdfl.config import resolve_config
-    from drdfl.data.suites import corruption_tests
+    from drdfl.data.suites import TestSet, corruption_tests
     from drdfl.evaluation.metrics import unique_windows
-    from drdfl.evaluation.suites import TestSet
     from drdfl.models.forecasters import build_forecaster
     from drdfl.runner.steps import build_suite
     from drdfl.runner.unit import RunData

@@ -38,8 +38,8 @@ from torch import nn
 
 from drdfl._io import write_json
 from drdfl.config import DataConfig, resolve_config
+from drdfl.data.training import TrainingData
 from drdfl.data.windows import Scaler
-from drdfl.methods.base import TrainingData
 from drdfl.methods.losses import sample_losses
 from drdfl.methods.pto import DFLMethod
 from drdfl.methods.settings import TrainConfig

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 if TYPE_CHECKING:
+    from drdfl.data.training import TrainingData
     from drdfl.diffusion.model import DiffusionModel
-    from drdfl.methods.base import TrainingData
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,8 +37,8 @@ def data_dir() -> Path:
 def small_training_data(days: float, seed: int) -> TrainingData:
     """Synthetic chat demand split 80/20 into training and validation windows (7 → 1)."""
     from drdfl.data.synthetic import generate
+    from drdfl.data.training import TrainingData
     from drdfl.data.windows import Scaler, make_windows, split_series
-    from drdfl.methods.base import TrainingData
 
     train, val = split_series(generate(days, "chat", seed=seed), (0.8, 0.2))
     scaler = Scaler.fit(train.values)

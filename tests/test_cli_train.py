@@ -11,8 +11,9 @@ import pytest
 from drdfl.artifacts import ensure_new_model_dir, load_array, load_model
 from drdfl.cli import main
 from drdfl.config import DataConfig
+from drdfl.data.suites import chronological_suite
 from drdfl.errors import ModelError
-from drdfl.evaluation.suites import chronological_suite, evaluate_tests
+from drdfl.evaluation.suites import evaluate_tests
 from drdfl.methods.settings import TrainConfig
 from drdfl.runner.steps import (
     DegenerateDataWarning,

@@ -213,13 +213,6 @@ def test_imports_point_down(module: str, above: tuple[str, ...]) -> None:
     assert sorted(m for m in loaded if m.startswith(above)) == []
 
 
-def test_training_data_keeps_its_old_import_path() -> None:
-    from drdfl.data.training import TrainingData
-    from drdfl.methods.base import TrainingData as FromMethods
-
-    assert FromMethods is TrainingData
-
-
 def test_help_lists_every_command_with_its_summary(capsys: pytest.CaptureFixture[str]) -> None:
     from drdfl.cli import COMMANDS, main
 

@@ -14,12 +14,12 @@ from conftest import tiny_diffusion, tiny_method_kwargs
 
 from drdfl.config import DataConfig
 from drdfl.data.paper import paper_windows
+from drdfl.data.training import TrainingData
 from drdfl.data.windows import Scaler, make_windows, split_series
 from drdfl.diffusion.model import DiffusionModel
 from drdfl.diffusion.segments import segments_to_windows
 from drdfl.errors import ConfigError
 from drdfl.methods import METHODS, get_method
-from drdfl.methods.base import TrainingData
 from drdfl.methods.settings import TrainConfig
 from drdfl.models.forecasters import build_forecaster
 from drdfl.tasks import get_task

@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import small_training_data, tiny_diffusion
 
+from drdfl.data.training import TrainingData
 from drdfl.data.windows import Scaler
 from drdfl.diffusion.model import DiffusionModel, DiffusionModelConfig
 from drdfl.errors import ConfigError, DataError
@@ -22,7 +23,6 @@ from drdfl.methods.augment import (
     PerlinAugmentMethod,
     moving_mean,
 )
-from drdfl.methods.base import TrainingData
 from drdfl.methods.settings import TrainConfig
 from drdfl.models.forecasters import build_forecaster
 from drdfl.tasks import get_task

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from drdfl.data.synthetic import generate
+from drdfl.data.training import TrainingData
 from drdfl.data.windows import Scaler, make_windows
 from drdfl.errors import ConfigError
-from drdfl.methods.base import TrainingData
 from drdfl.methods.dro import (
     LAMBDA_FLOOR,
     Chi2DROMethod,

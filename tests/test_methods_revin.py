@@ -10,9 +10,9 @@ from conftest import small_training_data
 from torch import nn
 
 from drdfl.artifacts import TrainedModel, load_model, save_model
+from drdfl.data.training import TrainingData
 from drdfl.errors import ModelError
 from drdfl.methods import get_method
-from drdfl.methods.base import TrainingData
 from drdfl.methods.settings import TrainConfig
 from drdfl.models import RevINForecaster, build_forecaster, forecaster_spec
 from drdfl.tasks import get_task

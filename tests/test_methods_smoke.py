@@ -10,10 +10,10 @@ import torch
 from conftest import small_training_data, tiny_diffusion, tiny_method_kwargs
 
 from drdfl.config import resolve_config
+from drdfl.data.training import TrainingData
 from drdfl.diffusion.model import DiffusionModel
 from drdfl.errors import ConfigError
 from drdfl.methods import METHODS, get_method
-from drdfl.methods.base import TrainingData
 from drdfl.methods.labels import label_order, label_style
 from drdfl.methods.registry import REGISTRY, SHARED_HISTORY
 from drdfl.methods.settings import TrainConfig

@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import small_training_data
 
+from drdfl.data.training import TrainingData
 from drdfl.errors import ConfigError
-from drdfl.methods.base import TrainingData
 from drdfl.methods.losses import sample_losses
 from drdfl.methods.settings import TrainConfig
 from drdfl.methods.wdro import WDROMethod, frank_wolfe_attack

@@ -93,7 +93,8 @@ def test_paper_suite_tiled_sets_score_identically(data_dir: Path) -> None:
 
 
 def test_sets_sharing_windows_score_as_each_set_alone() -> None:
-    from drdfl.evaluation.suites import TestSet, score_tests
+    from drdfl.data.suites import TestSet
+    from drdfl.evaluation.suites import score_tests
 
     values = np.random.default_rng(2).gamma(2.0, 500.0, 3000)
     scaler = Scaler.fit(values)

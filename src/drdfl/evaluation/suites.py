@@ -1,7 +1,7 @@
 """Scoring a forecaster on a suite's test sets, as one tidy table.
 
 The suites themselves (training data and named test sets of each protocol) are built in
-the data layer, :mod:`drdfl.data.suites`; their names are importable from here too.
+the data layer, :mod:`drdfl.data.suites`.
 """
 
 from __future__ import annotations
@@ -12,37 +12,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from drdfl.data.suites import (
-    PAPER_TESTS,
-    SUITES,
-    Suite,
-    TestSet,
-    chronological_suite,
-    corruption_tests,
-    honest_suite,
-    make_test_set,
-    paper_suite,
-    synthetic_suite,
-)
+from drdfl.data.suites import TestSet
 from drdfl.data.windows import Windows
 from drdfl.evaluation.metrics import WindowScores, score_windows, summarize
 from drdfl.tasks.base import DecisionTask
 
-__all__ = [
-    "PAPER_TESTS",
-    "SUITES",
-    "Suite",
-    "TestSet",
-    "chronological_suite",
-    "corruption_tests",
-    "evaluate_tests",
-    "honest_suite",
-    "make_test_set",
-    "paper_suite",
-    "score_tests",
-    "summary_frame",
-    "synthetic_suite",
-]
+__all__ = ["evaluate_tests", "score_tests", "summary_frame"]
 
 
 def score_tests(

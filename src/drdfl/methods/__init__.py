@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from drdfl.methods.registry import METHODS, get_spec
 
 if TYPE_CHECKING:
+    from drdfl.data.training import TrainingData
     from drdfl.methods.augment import (
         BurstAugmentMethod,
         CutoutAugmentMethod,
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
         LevelAugmentMethod,
         PerlinAugmentMethod,
     )
-    from drdfl.methods.base import FitResult, Method, TrainingData
+    from drdfl.methods.base import FitResult, Method
     from drdfl.methods.dro import Chi2DROMethod, CVaRMethod, KLDROMethod
     from drdfl.methods.naive import (
         NaiveETS,
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "FitResult": "drdfl.methods.base",
     "Method": "drdfl.methods.base",
-    "TrainingData": "drdfl.methods.base",
+    "TrainingData": "drdfl.data.training",
     "TrainedMethod": "drdfl.methods.trainer",
     "MSEMethod": "drdfl.methods.pto",
     "DFLMethod": "drdfl.methods.pto",

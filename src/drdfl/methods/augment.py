@@ -24,10 +24,10 @@ from pydantic import Field
 from torch import nn
 
 from drdfl.data.shifts import apply_corruption
+from drdfl.data.training import TrainingData
 from drdfl.data.windows import describe_span
 from drdfl.diffusion.segments import segments_to_windows
 from drdfl.errors import ConfigError, DataError
-from drdfl.methods.base import TrainingData
 from drdfl.methods.reference import ReferenceParams, reference_model, to_training_units
 from drdfl.methods.trainer import TrainedMethod
 from drdfl.schema import StrictModel

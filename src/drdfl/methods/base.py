@@ -17,7 +17,7 @@ from drdfl.data.training import TrainingData
 from drdfl.schema import StrictModel, parse_model
 from drdfl.tasks.base import DecisionTask
 
-__all__ = ["FitResult", "Method", "TrainingData"]
+__all__ = ["FitResult", "Method"]
 
 
 @dataclass

@@ -27,7 +27,7 @@ from pydantic import Field
 from scipy.optimize import minimize_scalar
 from torch import nn
 
-from drdfl.methods.base import TrainingData
+from drdfl.data.training import TrainingData
 from drdfl.methods.trainer import TrainedMethod
 from drdfl.schema import StrictModel
 from drdfl.tasks.base import DecisionTask

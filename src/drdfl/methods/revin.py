@@ -6,8 +6,9 @@ import copy
 
 from torch import nn
 
+from drdfl.data.training import TrainingData
 from drdfl.errors import ModelError
-from drdfl.methods.base import FitResult, TrainingData
+from drdfl.methods.base import FitResult
 from drdfl.methods.pto import DFLMethod
 from drdfl.models.forecasters import Forecaster, with_revin
 from drdfl.tasks.base import DecisionTask

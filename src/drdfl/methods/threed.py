@@ -25,6 +25,7 @@ import torch
 from pydantic import Field, ValidationError, model_validator
 from torch import nn
 
+from drdfl.data.training import TrainingData
 from drdfl.data.windows import Scaler, describe_span
 from drdfl.diffusion.divergence import Tail, tail_with_kl
 from drdfl.diffusion.model import DiffusionModel, DiffusionModelConfig, get_preset, read_config
@@ -34,7 +35,6 @@ from drdfl.diffusion.schedule import NoiseSchedule
 from drdfl.diffusion.segments import segments_to_windows
 from drdfl.errors import ConfigError
 from drdfl.methods.ambiguity import AMBIGUITY_SETS, AmbiguitySet, PaperParams, PathKLParams
-from drdfl.methods.base import TrainingData
 from drdfl.methods.losses import sample_losses
 from drdfl.methods.reference import ReferenceParams, reference_model, to_training_units
 from drdfl.methods.trainer import TrainedMethod

@@ -20,9 +20,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from drdfl.data.training import TrainingData
 from drdfl.device import resolve_device
 from drdfl.errors import TrainingError
-from drdfl.methods.base import FitResult, Method, TrainingData
+from drdfl.methods.base import FitResult, Method
 from drdfl.methods.losses import sample_losses
 from drdfl.methods.naive import calibrate_anchor
 from drdfl.methods.settings import TrainConfig

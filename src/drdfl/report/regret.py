@@ -135,7 +135,7 @@ def regret_intervals(run: RunOutputs, suite: str, methods: Sequence[str]) -> lis
     """Mean regret per window with its interval over seeds and over test windows."""
     r = run.results[(run.results["suite"] == suite) & run.results["method"].isin(methods)]
     wide = r.pivot(index=["method", "seed", "test_set"], columns="metric", values="value")
-    if not {"regret", "regret_ci_low", "regret_ci_high"} <= set(wide.columns):
+    if not {"regret", "regret_ci_low", "regret_ci_high", "regret_ci_block"} <= set(wide.columns):
         return []
     wide = wide.assign(window_half=(wide["regret_ci_high"] - wide["regret_ci_low"]) / 2)
     seeds = seed_table(run.results, suite, methods, metric="regret", aggregates=False)
@@ -159,26 +159,17 @@ def regret_intervals(run: RunOutputs, suite: str, methods: Sequence[str]) -> lis
         label = str(method) + (f" {GATE_FLAG}" if flagged(run, str(method)) else "")
         table.rows.append([label, *cells])
         table.best |= {(i, 1 + int(j)) for j in np.flatnonzero(best[i])}
-    if "regret_ci_block" in wide and wide["regret_ci_block"].notna().any():
-        low, high = (int(f(wide["regret_ci_block"].dropna())) for f in (np.min, np.max))
-        span = f"{low}" if low == high else f"{low}–{high}"
-        how = (
-            "a moving-block bootstrap of the test set's windows (block length chosen by "
-            f"Politis & White, {span} windows here)"
-        )
-    else:
-        how = (
-            "the run's window interval is an i.i.d. bootstrap (results written before the "
-            "block bootstrap): it understates the uncertainty of overlapping windows"
-        )
+    low, high = (int(f(wide["regret_ci_block"].dropna())) for f in (np.min, np.max))
+    span = f"{low}" if low == high else f"{low}–{high}"
     return [
         Para(
             f"Mean regret per window on `{suite}` (the task's cost units), with two 95 % "
             "half-widths in brackets: **(±seeds; ±windows)**. The first is the Student-t "
             "interval over seeds: how much the result moves with training randomness (– with "
             "one seed). The second is the interval of the mean over the test set's windows, "
-            f"from {how}: how much it moves with the finite, autocorrelated test data (mean "
-            "over seeds)."
+            "from a moving-block bootstrap of the test set's windows (block length chosen by "
+            f"Politis & White, {span} windows here): how much it moves with the finite, "
+            "autocorrelated test data (mean over seeds)."
         ),
         table,
     ]

@@ -134,7 +134,7 @@ class ReferenceCache:
         with seeded(seed, device):
             fit_series(real, preset.model, train, tmp, progress=progress, device=device)
         if path.exists():
-            shutil.rmtree(path)  # an entry without entry.json: an older layout or a crash
+            shutil.rmtree(path)  # an entry without entry.json: left by a crash
         tmp.replace(path)
         return ReferenceEntry(path, time.perf_counter() - start)
 

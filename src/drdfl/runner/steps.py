@@ -17,17 +17,18 @@ import torch
 
 from drdfl.artifacts import TrainedModel, data_config, load_array, load_model, save_model
 from drdfl.config import DataConfig, ExperimentConfig
-from drdfl.data.windows import Scaler
-from drdfl.errors import ConfigError
-from drdfl.evaluation.suites import (
+from drdfl.data.suites import (
     Suite,
     TestSet,
     corruption_tests,
-    evaluate_tests,
     honest_suite,
     make_test_set,
+    paper_suite,
     synthetic_suite,
 )
+from drdfl.data.windows import Scaler
+from drdfl.errors import ConfigError
+from drdfl.evaluation.suites import evaluate_tests
 from drdfl.methods.base import FitResult
 from drdfl.methods.registry import get_spec
 from drdfl.methods.settings import TrainConfig
@@ -71,8 +72,6 @@ def build_suite(data: DataConfig, seed: int = 0) -> Suite:
             data.data_dir, data.window, data.horizon, data.test_max_rows, data.lead
         )
     elif data.suite == "paper":
-        from drdfl.evaluation.suites import paper_suite
-
         suite = paper_suite(data.data_dir, data.window, data.horizon, data.test_max_rows, data.lead)
     else:
         raise ConfigError(f"data.suite: unknown suite {data.suite!r}")
@@ -276,8 +275,8 @@ def evaluate_model(
             )
             suite_seed = 0
             notes.append(
-                f"{path} stores no data settings (saved by an older drdfl): evaluated on the "
-                f"default {base} suite, which may differ from the one it was trained on"
+                f"{path} stores no data settings (saved without the suite it was trained on): "
+                f"evaluated on the default {base} suite, which may differ from that one"
             )
         if data_dir is not None:
             data = data.model_copy(update={"data_dir": str(data_dir)})

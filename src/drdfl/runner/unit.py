@@ -77,7 +77,7 @@ class RunData:
     @cached_property
     def corrupted(self) -> list[Any]:
         """The in-distribution test set under every corruption."""
-        from drdfl.evaluation.suites import corruption_tests
+        from drdfl.data.suites import corruption_tests
 
         return corruption_tests(self.suite, self.evaluation.corruption_severities, seed=0)
 
@@ -304,8 +304,9 @@ def _run_skyline(
     """DFL trained on the first 70 % of each test set, scored on its last 30 %."""
     import pandas as pd
 
-    from drdfl.evaluation.suites import Suite, TestSet, evaluate_tests
-    from drdfl.methods.base import TrainingData
+    from drdfl.data.suites import Suite, TestSet
+    from drdfl.data.training import TrainingData
+    from drdfl.evaluation.suites import evaluate_tests
     from drdfl.runner.steps import TaskFitWarning, train_model
 
     rows = []
@@ -353,7 +354,8 @@ def _evaluate(cfg: ExperimentConfig, data: RunData, unit: Unit, model: Any) -> A
     """Every test of the run for one trained model, as tidy rows."""
     import pandas as pd
 
-    from drdfl.evaluation.suites import TestSet, score_tests, summary_frame
+    from drdfl.data.suites import TestSet
+    from drdfl.evaluation.suites import score_tests, summary_frame
 
     groups: list[tuple[str, list[Any]]] = [(data.suite.name, data.suite.tests)]
     if cfg.evaluation.corruptions:
