@@ -25,10 +25,11 @@ BENCH = ROOT / "benchmarks"
 
 @pytest.fixture(scope="module")
 def bench_modules():
-    """``run`` and ``bench_pipeline`` from ``benchmarks/`` (not a package)."""
+    """``benchmarks_md`` (the markdown) and ``bench_pipeline`` from ``benchmarks/`` (not a
+    package)."""
     sys.path.insert(0, str(BENCH))
     try:
-        yield importlib.import_module("run"), importlib.import_module("bench_pipeline")
+        yield importlib.import_module("benchmarks_md"), importlib.import_module("bench_pipeline")
     finally:
         sys.path.remove(str(BENCH))
 
@@ -126,8 +127,8 @@ def pipeline_result(wall_s: float, dfl_s: float, threed_s: float) -> dict:
 
 
 def test_markdown_reports_the_measured_targets_and_stages(bench_modules) -> None:
-    run, _ = bench_modules
-    md = run.render({"pipeline": pipeline_result(1200.0, 6.0, 30.0)})
+    markdown, _ = bench_modules
+    md = markdown.render({"pipeline": pipeline_result(1200.0, 6.0, 30.0)})
     targets = md.split("## Speed targets")[1].split("## The `paper` profile end to end")[0]
     row = next(line for line in targets.splitlines() if line.startswith("| `paper` profile"))
     assert "20.0 min (measured)" in row and "**missed**" in row
@@ -140,7 +141,7 @@ def test_markdown_reports_the_measured_targets_and_stages(bench_modules) -> None
     assert "estimate" not in targets + stages  # measured, not assembled from stages
     assert "## Against the official code\n\nNot measured" in md
 
-    fast = run.render({"pipeline": pipeline_result(600.0, 10.0, 25.0)})
+    fast = markdown.render({"pipeline": pipeline_result(600.0, 10.0, 25.0)})
     targets = fast.split("## Speed targets")[1].split("## The")[0]
     assert "**missed**" not in targets and targets.count("| met |") == 2
 
@@ -238,8 +239,8 @@ def _speed_results() -> dict:
 
 
 def test_markdown_reports_startup_evaluation_and_scaling_per_stage(bench_modules) -> None:
-    run, _ = bench_modules
-    md = run.render({"speed": _speed_results()})
+    markdown, _ = bench_modules
+    md = markdown.render({"speed": _speed_results()})
     startup = md.split("## Start-up")[1].split("## Evaluation")[0]
     assert "| `import drdfl` | 0.12 s | 10 MiB | ≤ 1.50 s | met |" in startup
     assert "| `drdfl --help` | 1.20 s | 25 MiB | ≤ 1.00 s | **missed** |" in startup
@@ -257,7 +258,7 @@ def test_markdown_reports_startup_evaluation_and_scaling_per_stage(bench_modules
 
 
 def test_markdown_reports_the_operate_targets(bench_modules) -> None:
-    run, _ = bench_modules
+    markdown, _ = bench_modules
     result = {
         "model": {"method": "dfl", "forecaster": "lstm", "lead": 24, "horizon": 3},
         "plan": {
@@ -288,7 +289,8 @@ def test_markdown_reports_the_operate_targets(bench_modules) -> None:
         },
         "targets": {"plan": True, "backtest": False, "serve": True},
     }
-    md = run.render({"operate": result}).split("## Operating a model: plan, backtest, serve")[1]
+    md = markdown.render({"operate": result})
+    md = md.split("## Operating a model: plan, backtest, serve")[1]
     assert "| ≤ 0.50 s | 0.02 s (model loading included: 0.03 s) | met |" in md
     assert "17,280 decisions, 3 policies" in md and "| ≤ 10.0 s | 12.5 s | **missed** |" in md
     assert "| ≤ 50 ms | 17.0 ms (p50 7.5 ms, max 42.0 ms; 1500/1500 answered" in md
