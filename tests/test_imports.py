@@ -233,3 +233,31 @@ def test_a_mistyped_command_is_a_usage_error(capsys: pytest.CaptureFixture[str])
         main(["trian"])
     assert exc.value.code == 2
     assert "Did you mean 'train'?" in capsys.readouterr().err
+
+
+def test_the_report_loads_no_torch(tmp_path: Path) -> None:
+    """A report reads files only: rendering one in a fresh interpreter loads neither torch
+    nor cvxpy, and the method registry and its labels stay torch-free too."""
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from tests.test_report import write_run\n"
+        "from drdfl.report import summary_text, write_report\n"
+        f"out = Path({str(tmp_path)!r})\n"
+        "write_run(out)\n"
+        "write_report(out)\n"
+        "assert summary_text(out)\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    loaded = set(done.stdout.split())
+    assert {"drdfl.report.adversary", "drdfl.methods.labels", "drdfl.methods.registry"} <= loaded
+    assert (tmp_path / "report.md").is_file()
+    assert not {m.split(".")[0] for m in loaded} & {"torch", "cvxpy", "cvxpylayers"}
