@@ -71,7 +71,6 @@ def plan_units(cfg: ExperimentConfig) -> list[Unit]:
         methods.insert(0, "dfl")  # the warm start of the other methods
     cold = [m for m in METHOD_NAMES if m in methods and not METHODS[m].warm_start]
     order = cold + [m for m in methods if METHODS[m].warm_start]
-    units = []
     runs = [(m, m, METHODS[m].parse(cfg.method_params.get(m))) for m in order]
     for m in order:  # each method's variants and budget sweep, as the registry lists them
         spec, given = METHODS[m], dict(cfg.method_params.get(m, {}))
