@@ -155,3 +155,61 @@ def test_a_sweep_on_a_cluster_with_token_authentication(
     trials = {t["trial"]: t["status"] for t in json.loads((out / "trials.json").read_text())}
     assert trials["lr=0.003/mse-s0"] == trials["lr=0.003/wdro-s0"] == "done"
     assert (out / "points" / "lr=0.003" / "report.md").is_file()
+
+
+class _FlakyRay:
+    """A stand-in for the ``ray`` module whose ``init`` fails as Ray Client does when the
+    head could not start the client's own server, ``failures`` times, then joins."""
+
+    def __init__(self, failures: int, error: Exception) -> None:
+        self.failures, self.error = failures, error
+        self.inits = self.shutdowns = 0
+        self.joined = False
+
+    def is_initialized(self) -> bool:
+        return self.joined
+
+    def init(self, **kwargs: object) -> None:
+        self.inits += 1
+        if self.inits <= self.failures:
+            raise self.error
+        self.joined = True
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+        self.joined = False
+
+
+ABORTED = ConnectionAbortedError("Initialization failure from server:\n")
+
+
+@pytest.mark.parametrize(
+    ("failures", "error", "inits", "joins"),
+    [
+        (2, ABORTED, 3, True),  # a transient failure of the head is tried again
+        (5, ABORTED, 3, False),  # up to CONNECT_TRIES times
+        (5, ConnectionError("InvalidAuthToken"), 1, False),  # a refusal is said at once
+    ],
+)
+def test_joining_a_cluster_retries_only_a_server_that_failed_to_start(
+    monkeypatch: pytest.MonkeyPatch, failures: int, error: Exception, inits: int, joins: bool
+) -> None:
+    from drdfl.errors import DrdflError
+    from drdfl.runner import distributed
+
+    fake = _FlakyRay(failures, error)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(distributed, "CONNECT_PAUSE_S", 0.0)
+    executor = distributed.RayExecutor(address="ray://127.0.0.1:1")
+    if joins:
+        with executor.connected():
+            assert fake.joined
+        assert not fake.joined  # left again after the block
+    else:
+        with pytest.raises(DrdflError) as caught, executor.connected():
+            pass
+        message = str(caught.value)
+        assert "ray://127.0.0.1:1: cannot connect to the Ray cluster" in message
+        assert type(error).__name__ in message and "RAY_AUTH_TOKEN" in message
+        assert ("after 3 tries" in message) == (inits == 3)
+    assert fake.inits == inits

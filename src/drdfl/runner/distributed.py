@@ -10,6 +10,7 @@ filesystem.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,11 @@ CLUSTER_HINT = (
     "the cluster) and, on a cluster with token authentication, set RAY_AUTH_MODE=token and "
     "RAY_AUTH_TOKEN to what `ray get-auth-token` prints on its head node"
 )
+#: tries at joining a cluster whose Ray Client server failed to start this client's own
+#: server process (ConnectionAbortedError; a transient failure on a busy head), and the
+#: pause between them
+CONNECT_TRIES = 3
+CONNECT_PAUSE_S = 2.0
 
 
 def require_ray() -> Any:
@@ -65,15 +71,22 @@ class RayExecutor:
         init: dict[str, Any] = {"address": self.address, "log_to_driver": False}
         if self.address is None:
             init.update(num_cpus=self.num_cpus, include_dashboard=False)
-        try:
-            ray.init(**init)
-        except Exception as exc:
-            if self.address is None:
-                raise
-            raise DrdflError(
-                f"--address {self.address}: cannot connect to the Ray cluster "
-                f"({error_line(exc)}); {CLUSTER_HINT}"
-            ) from None
+        for attempt in range(1, CONNECT_TRIES + 1):
+            try:
+                ray.init(**init)
+                break
+            except Exception as exc:
+                if self.address is None:
+                    raise
+                if isinstance(exc, ConnectionAbortedError) and attempt < CONNECT_TRIES:
+                    ray.shutdown()
+                    time.sleep(CONNECT_PAUSE_S)
+                    continue
+                tries = f" after {attempt} tries" if attempt > 1 else ""
+                raise DrdflError(
+                    f"--address {self.address}: cannot connect to the Ray cluster{tries} "
+                    f"({error_line(exc)}); {CLUSTER_HINT}"
+                ) from None
         try:
             yield
         finally:
